@@ -1,0 +1,89 @@
+# gpt-oss engine. `make` builds build/gptoss and build/libgptoss.a (with the CUDA
+# backend when nvcc is found); `make test` builds and runs every test;
+# `make asan` runs the suite under AddressSanitizer + UBSan; `make fuzz` runs
+# the fuzz targets for a bounded time.
+BUILD   ?= build
+CC      ?= cc
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA    ?= $(if $(NVCC),1,0)
+# sm_90a for the H200, plus portable code for Ampere and Ada.
+CUDA_ARCHS ?= -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
+              -gencode arch=compute_86,code=sm_86 -gencode arch=compute_89,code=sm_89
+
+PKGS    := jansson libpcre2-8 libmicrohttpd
+CFLAGS  ?= -O3 -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iinclude -Isrc -MMD -MP \
+           $(shell pkg-config --cflags $(PKGS))
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+TEST_LDLIBS := -lcmocka
+
+LIB_SRC := $(wildcard src/*.c src/cpu/*.c)
+SRV_SRC := $(wildcard src/server/*.c)
+CLI_SRC := $(wildcard cli/*.c)
+CU_SRC  := $(wildcard src/cuda/*.cu)
+TEST_SRC:= $(wildcard tests/test_*.c)
+
+ifeq ($(CUDA),1)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CFLAGS  += -DGPTOSS_CUDA
+NVFLAGS ?= -O3 -std=c++17 $(CUDA_ARCHS) -Iinclude -Isrc -DGPTOSS_CUDA -Xcompiler -Wall,-Wextra,-Werror -MMD -MP
+LDLIBS  += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart -lcublas -lcublasLt -lstdc++ -ldl -lrt
+CU_OBJ  := $(CU_SRC:%.cu=$(BUILD)/%.o)
+endif
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(SRV_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TOOLS   := $(BUILD)/gen_checkpoint
+
+all: $(BUILD)/gptoss $(TOOLS)
+
+$(BUILD)/libgptoss.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/gptoss: $(CLI_OBJ) $(BUILD)/libgptoss.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libgptoss.a $(LDLIBS)
+
+$(BUILD)/gen_checkpoint: tools/gen_checkpoint.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -lm
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libgptoss.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libgptoss.a $(LDLIBS) $(TEST_LDLIBS)
+
+tests: $(TESTS) $(BUILD)/gptoss $(TOOLS)
+
+test: tests
+	BUILD=$(BUILD) tests/run_all.sh
+
+# Sanitizers: a separate CPU-only build tree, same suite.
+asan:
+	$(MAKE) BUILD=build-asan CUDA=0 CC=clang CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+build-fuzz/%: fuzz/%.c
+	$(MAKE) BUILD=build-fuzz CUDA=0 CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libgptoss.a
+	clang -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< build-fuzz/libgptoss.a $(LDLIBS)
+
+FUZZ_SECONDS ?= 60
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build-fuzz/corpus-$$n fuzz/seeds/$$n 2>&1 | tail -2 || exit 1; done
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+.PHONY: all test tests asan fuzz clean
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the random checkpoint generator */
+int main(void) { return 1; }
