@@ -11,8 +11,9 @@ CUDA_ARCHS ?= -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,cod
               -gencode arch=compute_86,code=sm_86 -gencode arch=compute_89,code=sm_89
 
 PKGS    := jansson libpcre2-8 libmicrohttpd
-CFLAGS  ?= -O3 -g
-CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iinclude -Isrc -MMD -MP \
+OPT     ?= -O3 -g
+SAN     ?=
+CFLAGS  := $(OPT) $(SAN) -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iinclude -Isrc -MMD -MP \
            $(shell pkg-config --cflags $(PKGS))
 LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 TEST_LDLIBS := -lcmocka
@@ -68,12 +69,13 @@ test: tests
 
 # Sanitizers: a separate CPU-only build tree, same suite.
 asan:
-	$(MAKE) BUILD=build-asan CUDA=0 CC=clang CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+	$(MAKE) BUILD=build-asan CUDA=0 CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 build-fuzz/%: fuzz/%.c
-	$(MAKE) BUILD=build-fuzz CUDA=0 CC=clang CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libgptoss.a
+	$(MAKE) BUILD=build-fuzz CUDA=0 CC=clang OPT="-O1 -g" SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libgptoss.a
 	clang -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< build-fuzz/libgptoss.a $(LDLIBS)
 
 FUZZ_SECONDS ?= 60
@@ -82,8 +84,13 @@ fuzz: $(FUZZ_BIN)
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build-fuzz/corpus-$$n fuzz/seeds/$$n 2>&1 | tail -2 || exit 1; done
 
+# Everything CI runs: the suite, the suite under ASan/UBSan, the fuzz targets (bounded).
+check: test
+	$(MAKE) asan
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all test tests asan fuzz clean
+.PHONY: all test tests asan fuzz check clean
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
