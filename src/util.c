@@ -1,5 +1,4 @@
 /* util.c - error reporting and small helpers shared by the library. */
-#define _GNU_SOURCE
 #include "util.h"
 
 #include <errno.h>
