@@ -85,7 +85,7 @@ gptoss_status gptoss_model_load(const char *dir, const gptoss_model_params *para
     if (params->n_threads < 0 || params->max_context < 0 || params->max_sequences < 0)
         return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT,
                                 "model_load: n_threads, max_context and max_sequences must be >= 0");
-    const backend_ops *ops;
+    const backend_ops *ops = NULL;
     gptoss_status st = pick_backend(params->device, &ops);
     if (st) return st;
 
