@@ -50,11 +50,17 @@ $(BUILD)/gen_checkpoint: tools/gen_checkpoint.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -lm
 
-$(BUILD)/%.o: %.c
+# Objects are rebuilt when the compiler flags change (CUDA on/off, sanitizers).
+FLAGS_STAMP := $(BUILD)/flags.stamp
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS) $(NVFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(NVFLAGS)' > $@
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/%.o: %.cu
+$(BUILD)/%.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c -o $@ $<
 
@@ -93,5 +99,6 @@ check: test
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all test tests asan fuzz check clean
+.PHONY: all test tests asan fuzz check clean FORCE
+FORCE:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

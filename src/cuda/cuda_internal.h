@@ -1,0 +1,172 @@
+/* cuda_internal.h - shared declarations of the CUDA backend (C++ only).
+ *
+ * Device weights keep checkpoint precision: bf16 matrices as [out, in],
+ * MXFP4 expert blocks [E, rows, cols/32, 16] + E8M0 scales [E, rows, cols/32]
+ * exactly as on disk. Small vectors (norms, biases, sinks) are fp32 on the
+ * device. Activations are fp32 (bf16 copies feed the tensor-core GEMMs).
+ */
+#ifndef GPTOSS_CUDA_INTERNAL_H
+#define GPTOSS_CUDA_INTERNAL_H
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+typedef __nv_bfloat16 bf16;
+/* KV cache element: fp32, so that attention matches an fp32 reference (bf16
+ * keys were measured to move the 20b's logits by up to ~1 through score errors). */
+typedef float kv_t;
+
+/* Tokens per pass up to which the decode kernels (matvec, per-token MoE) run;
+ * bigger passes use cuBLAS and the grouped MXFP4 GEMM. */
+#define CU_DECODE_MAX_T 4
+/* Tokens per internal pass (activation buffers are sized for this). */
+#define CU_PASS_MAX_T 512
+#define CU_MAX_TOPK 8
+
+/* Per-token description of one pass, on the device. */
+typedef struct {
+    int *tok;      /* [T] token ids */
+    int *pos;      /* [T] absolute positions */
+    int *slot;     /* [T] KV slot */
+} cu_pass_dev;
+
+/* ----------------------------------------------------------- launchers */
+/* Raises the shared-memory limits of the kernels that need it; call once per
+ * device before any launch (outside graph capture). */
+void cu_kernels_init(void);
+void cu_moe_decode_init(void);
+void cu_moe_gemm_init(void);
+void cu_decode_init(void);
+
+/* Decode (T <= CU_DECODE_MAX_T): qkv[t] = W rmsnorm(x[t]) + bias, RoPE on q and
+ * k, k and v into the caches, in one launch. */
+void cu_qkv_rope(const bf16 *W, int K, const float *x, const float *norm_w, float eps,
+                 const float *bias, const float *inv_freq, float conc, const int *pos,
+                 const int *slot, kv_t *kc, kv_t *vc, int cap, int T, int nh, int nkv, int hd,
+                 float *qkv, cudaStream_t s);
+
+/* All take a stream and return nothing; errors surface via cudaGetLastError. */
+
+void cu_embed(const bf16 *embed, const int *tok, float *x, int T, int H, cudaStream_t s);
+
+/* x[t] += add_bias (if non-NULL); then out = rmsnorm(x[t]) * w, as fp32 (out_f)
+ * and/or bf16 (out_b), either may be NULL; out_lo (may be NULL) receives the
+ * bf16 remainder out - out_b, so that hi + lo carries ~16 mantissa bits into
+ * bf16 tensor-core products. rows: tokens listed in `rows` (NULL = 0..T-1),
+ * output row i. */
+void cu_rmsnorm(float *x, const float *add_bias, const float *w, float *out_f, bf16 *out_b,
+                bf16 *out_lo, const int *rows, int T, int H, float eps, cudaStream_t s);
+
+/* out[t][n] = resid[t][n] + bias[n] + sum_k W[n][k] x[t][k]  (T <= CU_DECODE_MAX_T).
+ * resid and bias may be NULL; out may alias resid. ldo: row stride of out/resid. */
+void cu_matvec_bf16(const bf16 *W, int N, int K, const float *x, int T, const float *bias,
+                    const float *resid, float *out, int ldo, cudaStream_t s);
+
+/* Same with RMSNorm fused on the input: x[t] is normalised (eps) and scaled by
+ * norm_w before the product (norm_w NULL = plain). K % 8 == 0. xn_out (may be
+ * NULL) receives the normalised input [T, K]. */
+void cu_matvec_norm_bf16(const bf16 *W, int N, int K, const float *x, int T, const float *bias,
+                         const float *resid, float *out, int ldo, const float *norm_w, float eps,
+                         float *xn_out, cudaStream_t s);
+
+/* RoPE on q and k (in the fp32 qkv rows [T, (nh+2nkv)*hd]), then k and v go to
+ * the caches at the token's slot/position (ring index pos % cap). */
+void cu_rope_kv(float *qkv, const float *bias, const float *inv_freq, float conc, const int *pos,
+                const int *slot, kv_t *kc, kv_t *vc, int cap, int T, int nh, int nkv, int hd,
+                cudaStream_t s);
+
+/* Attention with sinks. q: rows of qkv (stride ldq), out [T, nh*hd] fp32.
+ * window: keys visible (0 = full). Part: scratch for split-KV partials. */
+typedef struct {
+    const float *q; int ldq;
+    const kv_t *kc, *vc; int cap;
+    const int *pos, *slot;
+    const float *sinks;
+    float *out; bf16 *out_b, *out_lo;  /* any may be NULL (lo: bf16 remainder) */
+    int T, nh, nkv, hd, window;
+    int max_keys;             /* upper bound on keys any token sees (host knowledge) */
+    float *part; size_t part_floats;
+} cu_attn_args;
+void cu_attention(const cu_attn_args *a, cudaStream_t s);
+
+/* Router: logits[t][e] = router_b[e] + W_r h[t] (h fp32 [T,H]). */
+/* (uses cu_matvec_bf16 for small T, cuBLAS otherwise) */
+
+/* Top-k + softmax over the top k: sel_e/sel_w [T, k]. */
+void cu_topk(const float *logits, const float *bias, int T, int E, int k, int *sel_e, float *sel_w,
+             cudaStream_t s);
+
+/* Decode MoE (T <= CU_DECODE_MAX_T): act[t][j][i] = swiglu of expert sel_e[t][j].
+ * With norm_w != NULL, h is the raw residual x and is RMS-normalised (eps) in
+ * the kernel; with logits != NULL the kernel also does the router top-k
+ * (softmax over the k best of logits[t][0..E)) and writes sel_e/sel_w. */
+void cu_moe_gate_up_decode(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                           const float *h, const float *norm_w, float eps, const float *logits,
+                           int E, int *sel_e, float *sel_w, float *act, int T, int k, int H,
+                           int I, float limit, float alpha, cudaStream_t s);
+/* x[t][r] += sum_j sel_w[t][j] * (W_d,e act[t][j] + b_d,e)[r]. */
+void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                        const float *act, const int *sel_e, const float *sel_w, float *x, int T,
+                        int k, int H, int I, cudaStream_t s);
+
+/* Grouped (prefill) MoE through tensor cores. scratch laid out by cu_moe_scratch_*. */
+typedef struct {
+    int *counts;      /* [E] */
+    int *offsets;     /* [E+1] */
+    int *perm;        /* [T*k] pair index (t*k+j) in expert order */
+    int *tiles;       /* [max_tiles] (expert << 16 | m-tile index) */
+    int *n_tiles;     /* [1] */
+    bf16 *act_hi, *act_lo; /* [T*k, I] SwiGLU outputs (bf16 hi + lo), in expert order */
+    float *ypair;     /* [T*k, H] weighted expert outputs, pair order */
+} cu_moe_scratch;
+int cu_moe_max_tiles(int T, int k, int E);
+void cu_moe_prefill(const uint8_t *gu_blocks, const uint8_t *gu_scales, const float *gu_bias,
+                    const uint8_t *dn_blocks, const uint8_t *dn_scales, const float *dn_bias,
+                    const bf16 *h_hi, const bf16 *h_lo, const int *sel_e, const float *sel_w, float *x,
+                    const cu_moe_scratch *sc, int T, int k, int E, int H, int I, float limit,
+                    float alpha, cudaStream_t s);
+
+/* Warp-wide router top-k over logits[0..E) (+ bias), E <= 256: the k best
+ * (lowest index on ties), softmax over them. Every lane returns the result. */
+static __device__ __forceinline__ void cu_warp_topk(const float *logits, const float *bias, int E,
+                                                    int k, int *sel, float *w) {
+    int lane = threadIdx.x & 31;
+    float v[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int e = lane + 32 * i;
+        v[i] = e < E ? logits[e] + (bias ? bias[e] : 0.0f) : -INFINITY;
+    }
+    float best0 = 0.0f, sum = 0.0f;
+    for (int r = 0; r < k; r++) {
+        float best = -INFINITY;
+        int be = 0x7fffffff;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int e = lane + 32 * i;
+            if (e < E && (v[i] > best || (v[i] == best && e < be))) { best = v[i]; be = e; }
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            float ob = __shfl_xor_sync(0xffffffffu, best, o);
+            int oe = __shfl_xor_sync(0xffffffffu, be, o);
+            if (ob > best || (ob == best && oe < be)) { best = ob; be = oe; }
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (lane + 32 * i == be) v[i] = -INFINITY;
+        if (r == 0) best0 = best;
+        sel[r] = be;
+        w[r] = expf(best - best0);
+        sum += w[r];
+    }
+    for (int r = 0; r < k; r++) w[r] /= sum;
+}
+
+void cu_f32_to_bf16(const float *in, bf16 *out, size_t n, cudaStream_t s);
+/* hi = bf16(in), lo = bf16(in - hi). */
+void cu_split_bf16(const float *in, bf16 *hi, bf16 *lo, size_t n, cudaStream_t s);
+void cu_add_bias_rows(float *x, const float *bias, int T, int N, int ld, cudaStream_t s);
+
+#endif
