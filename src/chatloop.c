@@ -9,28 +9,6 @@
 
 #define MAX_TOOL_CALLS 16
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static int sb_add(sbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 0;
-}
-
-static const char *sb_str(const sbuf *b) { return b->p ? b->p : ""; }
-
 enum { KIND_NONE = -1 };
 
 struct chatgen {
@@ -55,9 +33,9 @@ struct chatgen {
     int stop_hit;      /* a stop string was found in the content */
     size_t max_stop;   /* longest stop string */
     size_t emitted;    /* content bytes already passed to the callback */
-    sbuf reasoning, content;
+    strbuf reasoning, content;
     int n_tools;
-    sbuf tool_name[MAX_TOOL_CALLS], tool_args[MAX_TOOL_CALLS];
+    strbuf tool_name[MAX_TOOL_CALLS], tool_args[MAX_TOOL_CALLS];
     int32_t top_ids[20];
     float top_lps[20];
 };
@@ -221,7 +199,7 @@ static int content_add(chatgen *g, const char *s, size_t n) {
     g->token_kind = CHATLOOP_CONTENT;
     if (g->stop_hit) return 0;
     size_t from = g->content.len;
-    if (sb_add(&g->content, s, n)) return -1;
+    if (strbuf_add(&g->content, s, n)) return -1;
     if (g->p.n_stop == 0) {
         emit(g, CHATLOOP_CONTENT, 0, g->content.p + g->emitted, g->content.len - g->emitted);
         g->emitted = g->content.len;
@@ -260,8 +238,8 @@ static int handle_events(chatgen *g, const gptoss_harmony_event *ev, int n) {
             if (!strncmp(rcpt, "functions.", 10) && g->n_tools < MAX_TOOL_CALLS) {
                 g->kind = CHATLOOP_TOOL_START;
                 int k = g->n_tools++;
-                if (sb_add(&g->tool_name[k], rcpt + 10, strlen(rcpt + 10)) ||
-                    sb_add(&g->tool_args[k], "", 0))
+                if (strbuf_add(&g->tool_name[k], rcpt + 10, strlen(rcpt + 10)) ||
+                    strbuf_add(&g->tool_args[k], "", 0))
                     return -1;
                 emit(g, CHATLOOP_TOOL_START, k, g->tool_name[k].p, g->tool_name[k].len);
             } else if (rcpt[0]) {
@@ -276,21 +254,21 @@ static int handle_events(chatgen *g, const gptoss_harmony_event *ev, int n) {
         case GPTOSS_HEV_CONTENT:
             if (g->kind == CHATLOOP_REASONING) {
                 g->token_kind = CHATLOOP_REASONING;
-                if (sb_add(&g->reasoning, e->text, e->text_len)) return -1;
+                if (strbuf_add(&g->reasoning, e->text, e->text_len)) return -1;
                 emit(g, CHATLOOP_REASONING, 0, e->text, e->text_len);
             } else if (g->kind == CHATLOOP_CONTENT) {
                 if (content_add(g, e->text, e->text_len)) return -1;
             } else if (g->kind == CHATLOOP_TOOL_START) {
                 int k = g->n_tools - 1;
                 g->token_kind = CHATLOOP_TOOL_ARGS;
-                if (sb_add(&g->tool_args[k], e->text, e->text_len)) return -1;
+                if (strbuf_add(&g->tool_args[k], e->text, e->text_len)) return -1;
                 emit(g, CHATLOOP_TOOL_ARGS, k, e->text, e->text_len);
             }
             break;
         case GPTOSS_HEV_MESSAGE_END:
             if (g->kind == CHATLOOP_TOOL_START) {
                 int k = g->n_tools - 1;
-                emit(g, CHATLOOP_TOOL_END, k, sb_str(&g->tool_args[k]), g->tool_args[k].len);
+                emit(g, CHATLOOP_TOOL_END, k, strbuf_str(&g->tool_args[k]), g->tool_args[k].len);
             }
             g->kind = KIND_NONE;
             break;
@@ -465,14 +443,14 @@ gptoss_status chatloop_run(chatgen *g, const int32_t *ids, size_t n) {
 chatloop_finish chatgen_finish(const chatgen *g) { return g->finish; }
 const chatloop_stats *chatgen_stats(const chatgen *g) { return &g->stats; }
 gptoss_session *chatgen_session(const chatgen *g) { return g->session; }
-const char *chatgen_reasoning(const chatgen *g) { return sb_str(&g->reasoning); }
-const char *chatgen_content(const chatgen *g) { return sb_str(&g->content); }
+const char *chatgen_reasoning(const chatgen *g) { return strbuf_str(&g->reasoning); }
+const char *chatgen_content(const chatgen *g) { return strbuf_str(&g->content); }
 int chatgen_n_tool_calls(const chatgen *g) { return g->n_tools; }
 const char *chatgen_tool_name(const chatgen *g, int i) {
-    return i >= 0 && i < g->n_tools ? sb_str(&g->tool_name[i]) : NULL;
+    return i >= 0 && i < g->n_tools ? strbuf_str(&g->tool_name[i]) : NULL;
 }
 const char *chatgen_tool_args(const chatgen *g, int i) {
-    return i >= 0 && i < g->n_tools ? sb_str(&g->tool_args[i]) : NULL;
+    return i >= 0 && i < g->n_tools ? strbuf_str(&g->tool_args[i]) : NULL;
 }
 
 /* ------------------------------------------------------------------ scripts */

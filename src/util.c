@@ -38,6 +38,21 @@ const char *gptoss_status_name(gptoss_status s) {
     return "unknown status";
 }
 
+int strbuf_add(strbuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return 0;
+}
+
 gptoss_status read_file(const char *path, char **data, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return gptoss_set_error(GPTOSS_ERR_IO, "%s: %s", path, strerror(errno));

@@ -22,6 +22,16 @@ static inline uint16_t f32_to_bf16(float f) {
     return (uint16_t)(v.u >> 16);
 }
 
+/* A growable NUL-terminated byte string. Zero-initialise; free p when done. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} strbuf;
+/* Appends n bytes; returns -1 (string unchanged) when memory runs out. */
+int strbuf_add(strbuf *b, const char *s, size_t n);
+/* The text so far ("" before the first append). */
+static inline const char *strbuf_str(const strbuf *b) { return b->p ? b->p : ""; }
+
 /* Reads a whole file into a NUL-terminated buffer (caller frees). */
 gptoss_status read_file(const char *path, char **data, size_t *len);
 /* Monotonic clock in seconds. */

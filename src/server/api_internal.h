@@ -3,13 +3,8 @@
 #define GPTOSS_SERVER_API_INTERNAL_H
 
 #include "server/api.h"
+#include "util.h"
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} api_buf;
-
-int api_buf_add(api_buf *b, const char *s, size_t n);
 
 #define API_MAX_TOOLS 16
 
@@ -30,9 +25,9 @@ struct api_req {
     long long created;
     int fd;
     /* output, under mu */
-    api_buf out;      /* SSE text not yet read */
+    strbuf out;      /* SSE text not yet read */
     size_t out_pos;
-    api_buf pending;  /* answer text not yet sent (stream) */
+    strbuf pending;  /* answer text not yet sent (stream) */
     json_t *lp_pending; /* logprob items not yet sent (stream) */
     json_t *lp_all;     /* every logprob item (whole response) */
     int role_sent, done, reasoning_tokens, n_tools;

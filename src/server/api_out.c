@@ -11,29 +11,14 @@
 #include <string.h>
 #include <time.h>
 
-int api_buf_add(api_buf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 0;
-}
-
 /* A JSON string from bytes that may not be valid UTF-8 (bad bytes -> U+FFFD). */
 static json_t *jstr(const char *s, size_t n) {
     json_t *v = json_stringn(s ? s : "", s ? n : 0);
     if (v) return v;
-    api_buf b = {0};
+    strbuf b = {0};
     for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)s[i] < 0x80) api_buf_add(&b, s + i, 1);
-        else api_buf_add(&b, "\xEF\xBF\xBD", 3);
+        if ((unsigned char)s[i] < 0x80) strbuf_add(&b, s + i, 1);
+        else strbuf_add(&b, "\xEF\xBF\xBD", 3);
     }
     v = json_stringn(b.p ? b.p : "", b.len);
     free(b.p);
@@ -144,9 +129,9 @@ static void sse_send(api_req *r, json_t *o) {
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s) return;
-    api_buf_add(&r->out, "data: ", 6);
-    api_buf_add(&r->out, s, strlen(s));
-    api_buf_add(&r->out, "\n\n", 2);
+    strbuf_add(&r->out, "data: ", 6);
+    strbuf_add(&r->out, s, strlen(s));
+    strbuf_add(&r->out, "\n\n", 2);
     free(s);
     pthread_cond_broadcast(&r->cv);
 }
@@ -205,7 +190,7 @@ static void on_event(void *user, chatloop_event ev, int idx, const char *text, s
         snprintf(r->tool_ids[idx], sizeof r->tool_ids[idx], "call_%016llx", h);
     }
     if (ev == CHATLOOP_CONTENT) {
-        api_buf_add(&r->pending, text, len);
+        strbuf_add(&r->pending, text, len);
     } else if (r->stream && r->kind == API_CHAT) {
         ensure_role(r);
         flush_pending(r);
@@ -298,9 +283,9 @@ static void on_done(void *user, chatgen *g, gptoss_status st, const char *err) {
         if (failed) {
             char *s = api_error_json(&e);
             if (s) {
-                api_buf_add(&r->out, "data: ", 6);
-                api_buf_add(&r->out, s, strlen(s));
-                api_buf_add(&r->out, "\n\n", 2);
+                strbuf_add(&r->out, "data: ", 6);
+                strbuf_add(&r->out, s, strlen(s));
+                strbuf_add(&r->out, "\n\n", 2);
                 free(s);
             }
         } else {
@@ -311,7 +296,7 @@ static void on_done(void *user, chatgen *g, gptoss_status st, const char *err) {
                                       "created", (json_int_t)r->created, "model", r->c->model_name,
                                       "choices", "usage", usage(r)));
         }
-        api_buf_add(&r->out, "data: [DONE]\n\n", 14);
+        strbuf_add(&r->out, "data: [DONE]\n\n", 14);
     } else if (failed || !g) {
         if (!failed) api_fail(&e, 503, "server_error", NULL, NULL, "%s", err ? err : "cancelled");
         r->body = api_error_json(&e);

@@ -104,7 +104,7 @@ static int norm_content(json_t *v, size_t i, json_t **out, api_error *e) {
         return 0;
     }
     if (!json_is_array(v)) return BAD(e, param, "%s: expected a string or an array of text parts", param);
-    api_buf b = {0};
+    strbuf b = {0};
     size_t j;
     json_t *part;
     json_array_foreach(v, j, part) {
@@ -115,7 +115,7 @@ static int norm_content(json_t *v, size_t i, json_t **out, api_error *e) {
             return BAD(e, param, "%s[%zu]: only {\"type\":\"text\",\"text\":...} parts are supported",
                        param, j);
         }
-        api_buf_add(&b, json_string_value(text), json_string_length(text));
+        strbuf_add(&b, json_string_value(text), json_string_length(text));
     }
     *out = json_stringn(b.p ? b.p : "", b.len);
     free(b.p);
