@@ -80,8 +80,10 @@ asan:
 
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
-build-fuzz/%: fuzz/%.c
+# One sub-make builds the instrumented library that every fuzz target links.
+fuzz-lib:
 	$(MAKE) BUILD=build-fuzz CUDA=0 CC=clang OPT="-O1 -g" SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libgptoss.a
+build-fuzz/%: fuzz/%.c fuzz-lib
 	clang -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< build-fuzz/libgptoss.a $(LDLIBS)
 
 FUZZ_SECONDS ?= 60
@@ -99,6 +101,6 @@ check: test
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all test tests asan fuzz check clean FORCE
+.PHONY: all test tests asan fuzz fuzz-lib check clean FORCE
 FORCE:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
