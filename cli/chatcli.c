@@ -29,7 +29,7 @@ void chatcli_print_options_help(FILE *f) {
             "  --seed S                   sampling seed (default: from the clock)\n"
             "  --device cpu|cuda          default: cuda when a GPU is visible\n"
             "  -t, --threads N            CPU threads (default: all cores)\n"
-            "  --ctx N                    context length (default: min(8192, model))\n"
+            "  -c, --context N            context length (default: min(8192, model))\n"
             "  --script-tokens FILE       testing: replay these tokens instead of sampling\n");
 }
 
@@ -92,7 +92,7 @@ int chatcli_parse_option(chatcli_options *o, int argc, char **argv, int *i) {
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
         NUM(0, 4096);
         o->threads = (int)v;
-    } else if (!strcmp(a, "--ctx")) {
+    } else if (!strcmp(a, "-c") || !strcmp(a, "--context") || !strcmp(a, "--ctx")) {
         NUM(0, 1 << 24);
         o->ctx = (int)v;
     } else if (!strcmp(a, "--script-tokens")) {

@@ -141,7 +141,7 @@ int cmd_demo(int argc, char **argv) {
         run_argv[k++] = threads;
     }
     if (c.context) {
-        run_argv[k++] = "--ctx";
+        run_argv[k++] = "--context";
         run_argv[k++] = context;
     }
     run_argv[k] = NULL;

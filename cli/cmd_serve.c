@@ -40,7 +40,7 @@ static void usage(FILE *f) {
             "  --model-name NAME      model id in the API (default: the folder's name)\n"
             "  --device cpu|cuda      default: cuda when a GPU is visible\n"
             "  -t, --threads N        CPU threads (default: all cores)\n"
-            "  --ctx N                context per sequence (default: min(8192, model))\n"
+            "  -c, --context N        context per sequence (default: min(8192, model))\n"
             "  --sampling-threads N   threads sampling a batch's tokens (default min(8, cores))\n"
             "  --script-tokens FILE   testing: replay token scripts instead of sampling\n"
             "                         (ids or harmony text; scripts separated by '---' lines;\n"
@@ -85,7 +85,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-queue")) { if (!num(a, val, 0, 1000000, &v)) return 2; c.max_queue = (int)v; }
         else if (!strcmp(a, "--max-body")) { if (!num(a, val, 1024, 1L << 30, &v)) return 2; c.max_body = (size_t)v; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { if (!num(a, val, 0, 4096, &v)) return 2; c.threads = (int)v; }
-        else if (!strcmp(a, "--ctx")) { if (!num(a, val, 0, 1L << 24, &v)) return 2; c.ctx = (int)v; }
+        else if (!strcmp(a, "-c") || !strcmp(a, "--context") || !strcmp(a, "--ctx")) { if (!num(a, val, 0, 1L << 24, &v)) return 2; c.ctx = (int)v; }
         else if (!strcmp(a, "--sampling-threads")) { if (!num(a, val, 0, 256, &v)) return 2; c.sampling_threads = (int)v; }
         else if (!strcmp(a, "--throttle-ms")) { if (!num(a, val, 0, 10000, &v)) return 2; c.throttle_ms = (int)v; }
         else {
