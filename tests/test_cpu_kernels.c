@@ -148,7 +148,7 @@ static void test_mxfp4(void **state) {
                             near(Y[t * ldy + r], ref, mag, 2e-6);
                         }
                     for (int r = 0; r < rows; r++) { /* exact decode of one row, in mx order */
-                        SETS[s]->mxfp4_to_f32(bl + (size_t)r * nblk * 16, sc + (size_t)r * nblk, nblk, row);
+                        SETS[s]->mxfp4_to_f32(bl + (size_t)r * nblk * 16, sc + (size_t)r * nblk, nblk, row, 16);
                         for (int k = 0; k < K; k++) nat[k] = (float)mx_weight(bl + (size_t)r * nblk * 16, sc + (size_t)r * nblk, k);
                         SETS[s]->mx_order(nat, perm, K);
                         for (int k = 0; k < K; k++) assert_true(row[k] == perm[k]);
@@ -276,9 +276,19 @@ static void test_simd_vs_scalar(void **state) {
             } else { /* dequantized tiles x packed tokens, the prefill path */
                 const cpu_kernels *ks[2] = {&cpu_kernels_scalar, SETS[s]};
                 for (int v = 0; v < 2; v++) {
+                    /* scalar: contiguous row + cpu_tile_put; SIMD: straight into the
+                     * tile (the backend's path), which must give the same tile. */
+                    const int rb = ks[v]->pack_rb;
+                    for (size_t i = 0; i < ((size_t)rows + 16) * cpu_k16(K); i++) Wt[i] = NAN;
                     for (int r = 0; r < rows; r++) {
-                        ks[v]->mxfp4_to_f32(bl + (size_t)r * nblk * 16, sc + (size_t)r * nblk, nblk, Wf);
-                        cpu_tile_put(Wf, K, ks[v]->pack_rb, r, Wt);
+                        const uint8_t *rbl = bl + (size_t)r * nblk * 16, *rsc = sc + (size_t)r * nblk;
+                        if (v == 0) {
+                            ks[v]->mxfp4_to_f32(rbl, rsc, nblk, Wf, 16);
+                            cpu_tile_put(Wf, K, rb, r, Wt);
+                        } else {
+                            ks[v]->mxfp4_to_f32(rbl, rsc, nblk, Wt + (size_t)(r / rb) * rb * K + (size_t)(r % rb) * 16,
+                                                (size_t)rb * 16);
+                        }
                     }
                     for (int t = 0; t < nt; t++) ks[v]->mx_order(X + t * K, Xd + t * K, K);
                     cpu_pack_tokens(Xd, K, nt, K, ks[v]->pack_tb, XP);

@@ -11,6 +11,10 @@
 #include <string.h>
 
 static void *xcalloc(size_t n, size_t size) { return calloc(n ? n : 1, size ? size : 1); }
+/* Cache-line aligned buffer (freed with free): full-width vector loads and
+ * stores of scratch rows, packed tokens and weight tiles then never split
+ * across two lines (plain malloc of a large block is only 16-byte aligned). */
+static void *amalloc(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
 
 /* A small tensor (bf16 or f32) with exactly n elements, as fp32. */
 static gptoss_status to_f32(const tensor_view *t, size_t n, const char *what, float **out) {
@@ -85,19 +89,22 @@ static gptoss_status grow_scratch(backend *b, int n) {
     size_t N = (size_t)n, H = (size_t)c->hidden, I = (size_t)c->intermediate;
     size_t E = (size_t)c->n_experts, k = (size_t)c->experts_per_token, HI = H > I ? H : I;
     size_t TB = (size_t)b->kern->pack_tb;
-    int ok = (s->x = malloc(N * H * 4)) && (s->h = malloc(N * H * 4)) &&
-             (s->q = malloc(N * b->qdim * 4)) && (s->k = malloc(N * b->kvdim * 4)) &&
-             (s->v = malloc(N * b->kvdim * 4)) && (s->att = malloc(N * b->qdim * 4)) &&
-             (s->o = malloc(N * H * 4)) && (s->rope = malloc(N * c->head_dim * 4)) &&
-             (s->router = malloc(N * E * 4)) && (s->topk = malloc(N * k * sizeof(int))) &&
-             (s->topw = malloc(N * k * 4)) && (s->arow = malloc(N * k * sizeof(int))) &&
-             (s->xe = malloc(N * k * HI * 4)) && (s->act = malloc(N * k * I * 4)) &&
-             (s->xp = malloc((N + TB) * b->kmax * 4)) &&
-             (s->xpe = malloc((N * k + E * TB) * HI * 4)) &&
-             (s->ye = malloc(N * k * H * 4)) && (s->fin = malloc(N * H * 4)) &&
-             (s->tok_slot = malloc(N * sizeof(int))) && (s->tok_pos = malloc(N * sizeof(int))) &&
+    int ok = (s->x = amalloc(N * H * 4)) && (s->h = amalloc(N * H * 4)) &&
+             (s->q = amalloc(N * b->qdim * 4)) && (s->k = amalloc(N * b->kvdim * 4)) &&
+             (s->v = amalloc(N * b->kvdim * 4)) && (s->att = amalloc(N * b->qdim * 4)) &&
+             (s->o = amalloc(N * H * 4)) && (s->rope = amalloc(N * c->head_dim * 4)) &&
+             (s->router = amalloc(N * E * 4)) && (s->topk = amalloc(N * k * sizeof(int))) &&
+             (s->topw = amalloc(N * k * 4)) && (s->arow = amalloc(N * k * sizeof(int))) &&
+             (s->xe = amalloc(N * k * HI * 4)) && (s->act = amalloc(N * k * I * 4)) &&
+             (s->xp = amalloc((N + TB) * b->kmax * 4)) &&
+             (s->xpe = amalloc((N * k + E * TB) * HI * 4)) &&
+             (s->ye = amalloc(N * k * H * 4)) && (s->fin = amalloc(N * H * 4)) &&
+             (s->tok_slot = amalloc(N * sizeof(int))) && (s->tok_pos = amalloc(N * sizeof(int))) &&
              (s->gu_tmp = xcalloc((size_t)b->n_threads, sizeof(float *)));
-    for (int i = 0; ok && i < b->n_threads; i++) ok = (s->gu_tmp[i] = malloc(N * MM_RB * 4)) != NULL;
+    /* gate_up outputs of one MoE task: <= MM_RB rows x N tokens (tiled path)
+     * or <= MV_RB rows x (GEMM_MIN - 1) tokens (matrix-vector path). */
+    size_t gu = N * MM_RB > (size_t)(GEMM_MIN - 1) * MV_RB ? N * MM_RB : (size_t)(GEMM_MIN - 1) * MV_RB;
+    for (int i = 0; ok && i < b->n_threads; i++) ok = (s->gu_tmp[i] = amalloc(gu * 4)) != NULL;
     if (!ok) {
         free_scratch(b);
         return gptoss_set_error(GPTOSS_ERR_OUT_OF_MEMORY, "cpu backend: no memory for %d tokens of scratch", n);
@@ -214,8 +221,8 @@ static gptoss_status cpu_create(const model_weights *w, const backend_params *p,
     b->tile_floats = cpu_tile_floats(MM_RB, b->kmax, kern->pack_rb);
     size_t group = (size_t)(c->n_heads / c->n_kv_heads);
     for (int i = 0; i < b->n_threads; i++)
-        if (!(b->tile[i] = malloc(sizeof(float) * (b->tile_floats + (size_t)b->kmax))) ||
-            !(b->scores[i] = malloc(sizeof(float) * 2 * group * (size_t)b->score_ld)))
+        if (!(b->tile[i] = amalloc(sizeof(float) * (b->tile_floats + (size_t)b->kmax))) ||
+            !(b->scores[i] = amalloc(sizeof(float) * 2 * group * (size_t)b->score_ld)))
             goto oom;
     for (int l = 0; l < c->n_layers; l++)
         if ((st = load_layer(b, l))) goto fail;
@@ -328,9 +335,10 @@ static void forward_group(backend *b, const backend_item *items, int n_items, in
         const layer_weights *lw = &b->w->layers[l];
         const cpu_layer *L = &b->layers[l];
         cpu_rmsnorm(b, s->x, L->attn_norm, s->h, N);
-        cpu_matmul_bf16(b, &lw->q_w, b->qdim, (int)H, s->h, N, s->q, (size_t)b->qdim, L->q_b);
-        cpu_matmul_bf16(b, &lw->k_w, b->kvdim, (int)H, s->h, N, s->k, (size_t)b->kvdim, L->k_b);
-        cpu_matmul_bf16(b, &lw->v_w, b->kvdim, (int)H, s->h, N, s->v, (size_t)b->kvdim, L->v_b);
+        const mm_out qkv[3] = {{&lw->q_w, b->qdim, s->q, (size_t)b->qdim, L->q_b},
+                               {&lw->k_w, b->kvdim, s->k, (size_t)b->kvdim, L->k_b},
+                               {&lw->v_w, b->kvdim, s->v, (size_t)b->kvdim, L->v_b}};
+        cpu_matmul_bf16_multi(b, qkv, 3, (int)H, s->h, N);
         cpu_attention(b, l, N);
         cpu_matmul_bf16(b, &lw->o_w, (int)H, b->qdim, s->att, N, s->o, H, L->o_b);
         for (size_t i = 0; i < (size_t)N * H; i++) s->x[i] += s->o[i];

@@ -66,8 +66,11 @@ struct backend {
 };
 
 #define MM_RB 56    /* weight rows per task in the matrix-matrix path */
+#define MV_RB 1024  /* most weight rows per MoE task in the matrix-vector path (even) */
+#ifndef GEMM_MIN
 #define GEMM_MIN 20 /* tokens from which a weight tile is converted to fp32 first (measured
                        * crossover of the two paths on a Sapphire Rapids core) */
+#endif
 
 /* Packs N tokens of width K into s.xp (in parallel). */
 void cpu_pack(backend *b, const float *X, int N, int K, float *XP);
@@ -75,6 +78,18 @@ void cpu_pack(backend *b, const float *X, int N, int K, float *XP);
 /* Y[t][r] = W[r] . X[t] (+ bias[r]) for a bf16 matrix [rows, K] and N tokens. */
 void cpu_matmul_bf16(backend *b, const tensor_view *W, int rows, int K, const float *X, int N,
                      float *Y, size_t ldy, const float *bias);
+/* One output of cpu_matmul_bf16_multi: Y = W X (+ bias), W bf16 [rows, K]. */
+typedef struct {
+    const tensor_view *W;
+    int rows;
+    float *Y;
+    size_t ldy;
+    const float *bias;
+} mm_out;
+#define MM_MAX 4
+/* n <= MM_MAX matrices of the same K applied to the same N tokens, as one
+ * parallel region (one barrier, one packing of X). */
+void cpu_matmul_bf16_multi(backend *b, const mm_out *outs, int n, int K, const float *X, int N);
 void cpu_rmsnorm(backend *b, const float *x, const float *w, float *y, int N);
 /* Attention of layer l for all tokens of the call (q/k/v already projected). */
 void cpu_attention(backend *b, int l, int N);

@@ -30,8 +30,12 @@ typedef struct {
     void (*bf16_to_f32)(const uint16_t *src, float *dst, int n);
     /* d = x permuted into this set's mx order (K a multiple of 32; d != x). */
     void (*mx_order)(const float *x, float *d, int K);
-    /* One MXFP4 row of nblk blocks to fp32, in mx order. */
-    void (*mxfp4_to_f32)(const uint8_t *blocks, const uint8_t *scales, int nblk, float *dst);
+    /* One MXFP4 row of nblk blocks to fp32, in mx order, in chunks of 16:
+     * weight k (mx order) goes to dst[(k / 16) * cstride + k % 16]. cstride 16
+     * writes the row contiguously; pack_rb * 16 writes it straight into its
+     * place in a weight tile (see cpu_tile_put). */
+    void (*mxfp4_to_f32)(const uint8_t *blocks, const uint8_t *scales, int nblk, float *dst,
+                         size_t cstride);
     void (*axpy)(float a, const float *x, float *y, int n); /* y += a x */
     float (*exp_sum)(float *x, int n, float m);             /* x = exp(x - m); returns the sum */
     /* Attention scores of G query heads q[h*ldq + d] against ntiles tiles of

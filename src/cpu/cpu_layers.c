@@ -70,11 +70,37 @@ void cpu_pack(backend *b, const float *X, int N, int K, float *XP) {
     cpu_pool_run(b->pool, pack_task, &j, (N + j.tb - 1) / j.tb);
 }
 
+/* Several matrices of the same input in one parallel region: task t is
+ * row block t - first[m] of the matrix m whose range holds it. */
+typedef struct {
+    mm_job job[MM_MAX];
+    int first[MM_MAX + 1];
+    int n;
+} mm_multi;
+
+static void mm_multi_task(void *ctx, int task, int thread) {
+    mm_multi *mm = ctx;
+    int m = 0;
+    while (task >= mm->first[m + 1]) m++;
+    mm_task(&mm->job[m], task - mm->first[m], thread);
+}
+
+void cpu_matmul_bf16_multi(backend *b, const mm_out *outs, int n, int K, const float *X, int N) {
+    if (N >= GEMM_MIN) cpu_pack(b, X, N, K, b->s.xp);
+    mm_multi mm = {.n = n};
+    for (int m = 0; m < n && m < MM_MAX; m++) {
+        const mm_out *o = &outs[m];
+        mm.job[m] = (mm_job){b, o->W->data, o->rows, K, N, row_block(b, o->rows, N), X, b->s.xp,
+                             o->Y, o->ldy, o->bias};
+        mm.first[m + 1] = mm.first[m] + (o->rows + mm.job[m].rb - 1) / mm.job[m].rb;
+    }
+    cpu_pool_run(b->pool, mm_multi_task, &mm, mm.first[n < MM_MAX ? n : MM_MAX]);
+}
+
 void cpu_matmul_bf16(backend *b, const tensor_view *W, int rows, int K, const float *X, int N,
                      float *Y, size_t ldy, const float *bias) {
-    if (N >= GEMM_MIN) cpu_pack(b, X, N, K, b->s.xp);
-    mm_job j = {b, W->data, rows, K, N, row_block(b, rows, N), X, b->s.xp, Y, ldy, bias};
-    cpu_pool_run(b->pool, mm_task, &j, (rows + j.rb - 1) / j.rb);
+    mm_out o = {W, rows, Y, ldy, bias};
+    cpu_matmul_bf16_multi(b, &o, 1, K, X, N);
 }
 
 /* ----------------------------------------------------------------- RMSNorm */
@@ -193,10 +219,23 @@ void cpu_attention(backend *b, int l, int N) {
 }
 
 /* --------------------------------------------------------------------- MoE */
+/* Whether an expert with cnt tokens takes the tiled path. Per 32-weight
+ * block and token, the matrix-vector kernel issues about 3 vector ops (2
+ * FMAs, decode shared by 4 tokens); the tiled one 2 FMAs per 16 token lanes
+ * (lanes past cnt wasted) plus a one-off decode (~7 ops) shared by all cnt
+ * tokens. Up to GEMM_MIN - 1 tokens (and from 64) the choice is fixed, which
+ * bounds the matrix-vector tasks' scratch. */
+static int moe_gemm(int cnt) {
+    if (cnt >= 64) return 1;
+    if (cnt < 12) return 0;
+    int lanes = (cnt + 15) / 16 * 16;
+    return 2 * lanes + 7 < 3 * cnt;
+}
+
 struct moe_task {
     int e, r0, nr;  /* expert, first row, rows */
     int off, cnt;   /* its tokens: rows off..off+cnt of xe/act/ye */
-    size_t poff;    /* its packed inputs in xpe (cnt >= GEMM_MIN) */
+    size_t poff;    /* its packed inputs in xpe (moe_gemm(cnt)) */
 };
 
 size_t cpu_moe_tasks_bytes(const gptoss_config *c) {
@@ -236,14 +275,16 @@ static void moe_run_task(void *ctx, int ti, int thread) {
         Y = b->s.ye + (size_t)m->off * H + m->r0;
         ldy = (size_t)H;
     }
-    if (m->cnt < GEMM_MIN) {
+    if (!moe_gemm(m->cnt)) {
         k->matvec_mxfp4(blocks, scales, m->nr, nblk, X, ldx, m->cnt, Y, ldy);
     } else {
-        float *tile = b->tile[thread], *row = tile + b->tile_floats;
-        for (int r = 0; r < m->nr; r++) {
-            k->mxfp4_to_f32(blocks + (size_t)r * nblk * 16, scales + (size_t)r * nblk, nblk, row);
-            cpu_tile_put(row, K, k->pack_rb, r, tile);
-        }
+        /* Each row dequantized straight into its place in the tile (K is a
+         * multiple of 32, so no padding). */
+        float *tile = b->tile[thread];
+        const int rb = k->pack_rb;
+        for (int r = 0; r < m->nr; r++)
+            k->mxfp4_to_f32(blocks + (size_t)r * nblk * 16, scales + (size_t)r * nblk, nblk,
+                            tile + (size_t)(r / rb) * rb * K + (size_t)(r % rb) * 16, (size_t)rb * 16);
         k->gemm_packed(tile, m->nr, K, b->s.xpe + m->poff, m->cnt, Y, ldy);
     }
     const cpu_layer *L = &b->layers[j->l];
@@ -269,12 +310,23 @@ static void moe_run_task(void *ctx, int ti, int thread) {
     }
 }
 
-/* Builds the (expert, row block) task list for matrices of `rows` rows. */
-static int moe_tasks(const int *cnt, const int *off, const size_t *poff, int E, int rows, int rb,
-                     moe_task *out) {
-    int n = 0;
+/* Builds the (expert, row block) task list for matrices of `rows` rows:
+ * blocks of MM_RB rows for the experts on the tiled path (and those with
+ * GEMM_MIN or more tokens on the matrix-vector path: their outputs must fit
+ * the scratch); for the other matrix-vector experts (decode) large blocks,
+ * about 8 tasks per thread over all of them, so each task streams one long contiguous run of weights
+ * (the kernel's software prefetch stays inside its own rows). */
+static int moe_tasks(const backend *b, const int *cnt, const int *off, const size_t *poff, int E,
+                     int rows, moe_task *out) {
+    int n = 0, mv_rows = 0;
+    for (int e = 0; e < E; e++)
+        if (cnt[e] && cnt[e] < GEMM_MIN && !moe_gemm(cnt[e])) mv_rows += rows;
+    int mv_rb = mv_rows / (8 * b->n_threads);
+    mv_rb = (mv_rb + 7) & ~7;
+    mv_rb = mv_rb < MM_RB ? MM_RB : mv_rb > MV_RB ? MV_RB : mv_rb;
     for (int e = 0; e < E; e++) {
         if (!cnt[e]) continue;
+        int rb = cnt[e] < GEMM_MIN && !moe_gemm(cnt[e]) ? mv_rb : MM_RB;
         for (int r = 0; r < rows; r += rb)
             out[n++] = (moe_task){e, r, rows - r < rb ? rows - r : rb, off[e], cnt[e], poff[e]};
     }
@@ -301,7 +353,7 @@ static void epack_task(void *ctx, int e, int thread) {
         memcpy(tmp, j->src + (size_t)r * j->K, sizeof tmp);
         j->b->kern->mx_order(tmp, j->src + (size_t)r * j->K, j->K);
     }
-    if (j->cnt[e] >= GEMM_MIN)
+    if (moe_gemm(j->cnt[e]))
         cpu_pack_tokens(j->src + (size_t)j->off[e] * j->K, (size_t)j->K, j->cnt[e], j->K,
                         j->b->kern->pack_tb, j->b->s.xpe + j->poff[e]);
 }
@@ -311,7 +363,7 @@ static void moe_prepare(backend *b, float *src, int K, const int *cnt, const int
     size_t o = 0;
     for (int e = 0; e < E; e++) {
         poff[e] = o;
-        if (cnt[e] >= GEMM_MIN) o += (size_t)((cnt[e] + tb - 1) / tb) * tb * K;
+        if (moe_gemm(cnt[e])) o += (size_t)((cnt[e] + tb - 1) / tb) * tb * K;
     }
     epack_job j = {b, src, K, cnt, off, poff};
     cpu_pool_run(b->pool, epack_task, &j, E);
@@ -365,11 +417,11 @@ void cpu_moe(backend *b, int l, int N) {
     moe_job j = {b, l, tasks, 1};
     size_t poff[E];
     moe_prepare(b, s->xe, H, cnt, off, poff);
-    int nt = moe_tasks(cnt, off, poff, E, 2 * I, MM_RB, tasks);
+    int nt = moe_tasks(b, cnt, off, poff, E, 2 * I, tasks);
     cpu_pool_run(b->pool, moe_run_task, &j, nt);
     moe_prepare(b, s->act, I, cnt, off, poff);
     j.gate_up = 0;
-    nt = moe_tasks(cnt, off, poff, E, H, MM_RB, tasks);
+    nt = moe_tasks(b, cnt, off, poff, E, H, tasks);
     cpu_pool_run(b->pool, moe_run_task, &j, nt);
     for (int t = 0; t < N; t++)
         for (int jj = 0; jj < kk; jj++)

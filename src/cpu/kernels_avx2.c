@@ -190,11 +190,12 @@ T256 static void a_matvec_mxfp4(const uint8_t *blocks, const uint8_t *scales, in
 }
 
 T256 static void a_mxfp4_to_f32(const uint8_t *blocks, const uint8_t *scales, int nblk,
-                                float *dst) {
+                                float *dst, size_t cstride) {
     for (int b = 0; b < nblk; b++) {
         __m256 w[4];
         fp4_decode(blocks + b * 16, cpu_e8m0[scales[b]], w);
-        for (int j = 0; j < 4; j++) _mm256_storeu_ps(dst + b * 32 + 8 * j, w[j]);
+        for (int j = 0; j < 4; j++)
+            _mm256_storeu_ps(dst + (size_t)(2 * b + j / 2) * cstride + 8 * (j % 2), w[j]);
     }
 }
 

@@ -56,7 +56,9 @@ T512 INL __m512 ld_bf16_m(const uint16_t *p, __mmask16 m) {
             for (int t = 0; t < NT; t++) Y[(size_t)t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]); \
     }
 
+#ifndef PF_ROWS
 #define PF_ROWS 8 /* software prefetch distance of the matrix-vector kernel, rows */
+#endif
 DOT_BLOCK(bf16_block, uint16_t, ld_bf16, ld_bf16_m, 1)
 
 /* Calls BLOCK with constant (nr, nt) for nr, nt in 1..4. */
@@ -153,7 +155,12 @@ T512 static void v_gemm_packed(const float *Wt, int rows, int K, const float *XP
 }
 
 /* ------------------------------------------------------------------ MXFP4 */
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T1 /* into L2: measured slightly better than L1 */
+#endif
+#ifndef PF_GROUPS
 #define PF_GROUPS 8
+#endif
 
 /* MXFP4 decode without a byte-expanding shuffle: the block's 16 bytes are
  * broadcast to the four 128-bit lanes and lane j shifted right by
@@ -177,19 +184,28 @@ static void v_mx_order(const float *x, float *d, int K) {
         }
 }
 
+/* NR rows x NT tokens. For NT <= 2 the low- and high-nibble products go to
+ * separate accumulators (shorter FMA dependency chains). pf: prefetch the
+ * rows PF_GROUPS groups ahead (only when they belong to this call). */
 T512 INL void fp4_block(const int NR, const int NT, const uint8_t *blocks, const uint8_t *scales,
-                        int nblk, const float *Xd, size_t ldx, float *Y, size_t ldy) {
+                        int nblk, const float *Xd, size_t ldx, float *Y, size_t ldy, int pf_on) {
     const __m512i shifts = fp4_shifts();
-    __m512 acc[4][4];
+    const int DUAL = NT <= 2;
+    __m512 acc[4][4], acc2[4][2];
     for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
+        for (int t = 0; t < NT; t++) {
+            acc[r][t] = _mm512_setzero_ps();
+            if (DUAL) acc2[r][t] = _mm512_setzero_ps();
+        }
     const char *pf = (const char *)blocks + (size_t)NR * nblk * 16 * PF_GROUPS;
     const char *pfs = (const char *)scales + (size_t)NR * nblk * PF_GROUPS;
     for (int b = 0; b < nblk; b++) {
         /* Software prefetch of the row group PF_GROUPS ahead: NR/4 lines of
          * codes per block step, and its scales. */
-        for (int r = 0; r < NR; r += 4) _mm_prefetch(pf + (size_t)(b * NR + r) * 16, _MM_HINT_T0);
-        if (b % 16 == 0) _mm_prefetch(pfs + (size_t)b * NR, _MM_HINT_T0);
+        if (pf_on) {
+            for (int r = 0; r < NR; r += 4) _mm_prefetch(pf + (size_t)(b * NR + r) * 16, PF_HINT);
+            if (b % 16 == 0) _mm_prefetch(pfs + (size_t)b * NR, PF_HINT);
+        }
         __m512 xl[4], xh[4];
         for (int t = 0; t < NT; t++) {
             xl[t] = _mm512_loadu_ps(Xd + (size_t)t * ldx + b * 32);
@@ -203,32 +219,39 @@ T512 INL void fp4_block(const int NR, const int NT, const uint8_t *blocks, const
             __m512 wh = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), sl);
             for (int t = 0; t < NT; t++) {
                 acc[r][t] = _mm512_fmadd_ps(wl, xl[t], acc[r][t]);
-                acc[r][t] = _mm512_fmadd_ps(wh, xh[t], acc[r][t]);
+                if (DUAL) acc2[r][t] = _mm512_fmadd_ps(wh, xh[t], acc2[r][t]);
+                else acc[r][t] = _mm512_fmadd_ps(wh, xh[t], acc[r][t]);
             }
         }
     }
     for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) Y[(size_t)t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+        for (int t = 0; t < NT; t++) {
+            __m512 a = DUAL ? _mm512_add_ps(acc[r][t], acc2[r][t]) : acc[r][t];
+            Y[(size_t)t * ldy + r] = _mm512_reduce_add_ps(a);
+        }
 }
 
 T512 static void v_matvec_mxfp4(const uint8_t *blocks, const uint8_t *scales, int rows, int nblk,
                                 const float *Xd, size_t ldx, int nt, float *Y, size_t ldy) {
-    for (int r = 0; r < rows; r += 4)
+    for (int r = 0; r < rows; r += 4) {
+        int pf_on = r + 4 * (PF_GROUPS + 1) <= rows;
         for (int t = 0; t < nt; t += 4) {
             int a = min4(rows - r), b = min4(nt - t);
             DISPATCH(fp4_block, a, b, blocks + (size_t)r * nblk * 16, scales + (size_t)r * nblk,
-                     nblk, Xd + (size_t)t * ldx, ldx, Y + (size_t)t * ldy + r, ldy)
+                     nblk, Xd + (size_t)t * ldx, ldx, Y + (size_t)t * ldy + r, ldy, pf_on)
         }
+    }
 }
 
 T512 static void v_mxfp4_to_f32(const uint8_t *blocks, const uint8_t *scales, int nblk,
-                                float *dst) {
+                                float *dst, size_t cstride) {
     const __m512i shifts = fp4_shifts();
     for (int b = 0; b < nblk; b++) {
         __m512i q = fp4_bytes(blocks + b * 16, shifts);
         __m512 sl = _mm512_load_ps(cpu_fp4_scaled[scales[b]]);
-        _mm512_storeu_ps(dst + b * 32, _mm512_permutexvar_ps(q, sl));
-        _mm512_storeu_ps(dst + b * 32 + 16, _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), sl));
+        float *lo = dst + (size_t)2 * b * cstride;
+        _mm512_storeu_ps(lo, _mm512_permutexvar_ps(q, sl));
+        _mm512_storeu_ps(lo + cstride, _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), sl));
     }
 }
 

@@ -31,13 +31,18 @@ void cpu_deinterleave32(const float *x, float *d, int K) {
 
 void cpu_pack_block(const float *X, size_t ldx, int nt, int K, int tb, int b, float *XP) {
     float *dst = XP + (size_t)b * K * tb;
-    for (int j = 0; j < tb; j++) {
-        int t = b * tb + j;
-        if (t < nt) {
-            const float *x = X + (size_t)t * ldx;
-            for (int k = 0; k < K; k++) dst[(size_t)k * tb + j] = x[k];
-        } else {
-            for (int k = 0; k < K; k++) dst[(size_t)k * tb + j] = 0.0f;
+    /* In slabs of 16 columns, so the tb x 16 piece being transposed stays in
+     * L1 (a whole column of the block is K * tb floats). */
+    for (int k0 = 0; k0 < K; k0 += 16) {
+        int k1 = K - k0 < 16 ? K : k0 + 16;
+        for (int j = 0; j < tb; j++) {
+            int t = b * tb + j;
+            if (t < nt) {
+                const float *x = X + (size_t)t * ldx;
+                for (int k = k0; k < k1; k++) dst[(size_t)k * tb + j] = x[k];
+            } else {
+                for (int k = k0; k < k1; k++) dst[(size_t)k * tb + j] = 0.0f;
+            }
         }
     }
 }
@@ -48,8 +53,12 @@ void cpu_pack_tokens(const float *X, size_t ldx, int nt, int K, int tb, float *X
 
 void cpu_tile_put(const float *row, int K, int rb, int r, float *tile) {
     float *dst = tile + (size_t)(r / rb) * rb * cpu_k16(K) + (size_t)(r % rb) * 16;
-    for (int c = 0; c < K; c += 16, dst += (size_t)rb * 16) {
-        int n = K - c < 16 ? K - c : 16;
+    const size_t step = (size_t)rb * 16;
+    int c = 0;
+    /* Whole chunks with a constant-size copy (inlined as vector moves). */
+    for (; c + 16 <= K; c += 16, dst += step) memcpy(dst, row + c, 16 * sizeof(float));
+    if (c < K) {
+        int n = K - c;
         memcpy(dst, row + c, sizeof(float) * (size_t)n);
         for (int j = n; j < 16; j++) dst[j] = 0.0f;
     }
@@ -119,13 +128,15 @@ static void s_bf16_to_f32(const uint16_t *src, float *dst, int n) {
     for (int i = 0; i < n; i++) dst[i] = bf(src[i]);
 }
 
-static void s_mxfp4_to_f32(const uint8_t *blocks, const uint8_t *scales, int nblk, float *dst) {
+static void s_mxfp4_to_f32(const uint8_t *blocks, const uint8_t *scales, int nblk, float *dst,
+                           size_t cstride) {
     for (int b = 0; b < nblk; b++) {
         float s = cpu_e8m0[scales[b]];
+        float *lo = dst + (size_t)2 * b * cstride, *hi = lo + cstride;
         for (int i = 0; i < 16; i++) {
             uint8_t q = blocks[b * 16 + i];
-            dst[b * 32 + i] = cpu_fp4[q & 15] * s;
-            dst[b * 32 + 16 + i] = cpu_fp4[q >> 4] * s;
+            lo[i] = cpu_fp4[q & 15] * s;
+            hi[i] = cpu_fp4[q >> 4] * s;
         }
     }
 }
