@@ -20,7 +20,8 @@ static const char HELP[] =
     "  --date YYYY-MM-DD  the \"Current date\" line (default: today, local time)\n"
     "  --effort E         low | medium | high (overrides the request's reasoning_effort)\n"
     "  --no-generation-prompt  do not append \"<|start|>assistant\"\n"
-    "  --ids              print the token ids, comma-separated, instead of the text\n"
+    "  --ids              print the token ids, comma-separated, instead of the text; only the\n"
+    "                     template's markers are special tokens (caller text stays plain text)\n"
     "  -m, --model DIR    folder with tokenizer.json (or the tokenizer.json file), for --ids\n"
     "  -h, --help         this help\n";
 
@@ -48,14 +49,17 @@ static int read_input(const char *path, char **data, size_t *len) {
     return 0;
 }
 
-static int print_ids(const char *model, const char *text) {
+/* The prompt's token ids: template markers as special tokens, caller text as
+ * plain text (gptoss_render_chat_ids). */
+static int print_ids(const char *model, const char *json, size_t len, const gptoss_render_options *opt,
+                     const char *request) {
     gptoss_tokenizer *tok = NULL;
     if (gptoss_tokenizer_load(model, &tok) != GPTOSS_OK) return args_lib_error("render", "tokenizer");
     int32_t *ids = NULL;
     size_t n = 0;
-    if (gptoss_tokenize(tok, text, strlen(text), 1, &ids, &n) != GPTOSS_OK) {
+    if (gptoss_render_chat_ids(tok, json, len, opt, &ids, &n) != GPTOSS_OK) {
         gptoss_tokenizer_free(tok);
-        return args_lib_error("render", "tokenize");
+        return args_lib_error("render", request);
     }
     for (size_t i = 0; i < n; i++) printf("%s%d", i ? "," : "", (int)ids[i]);
     printf("\n");
@@ -98,13 +102,16 @@ int cmd_render(int argc, char **argv) {
         else fprintf(stderr, "gptoss render: %s\n", gptoss_last_error());
         return ARGS_EXIT_ERROR;
     }
+    if (want_ids) {
+        int rc = print_ids(model, json, len, &opt, request);
+        free(json);
+        return rc;
+    }
     char *text = NULL;
     gptoss_status st = gptoss_render_chat(json, len, &opt, &text);
     free(json);
     if (st != GPTOSS_OK) return args_lib_error("render", request);
-    int rc = 0;
-    if (want_ids) rc = print_ids(model, text);
-    else fwrite(text, 1, strlen(text), stdout);
+    fwrite(text, 1, strlen(text), stdout);
     gptoss_free(text);
-    return rc;
+    return 0;
 }

@@ -196,6 +196,16 @@ typedef struct {
 gptoss_status gptoss_render_chat(const char *request_json, size_t len,
                                  const gptoss_render_options *opt, char **text);
 
+/* The token ids of gptoss_render_chat's prompt, safe against injection: only
+ * the template's own markers (<|start|>, <|message|>, <|end|>, ...) become
+ * special tokens; every piece of caller text (contents, reasoning, tool names,
+ * schemas, arguments and outputs, instructions, dates) is tokenized as plain
+ * text even where it spells a special token. For requests whose text has no
+ * special-token text the ids equal gptoss_tokenize(text, allow_special = 1).
+ * *ids is freed with gptoss_free. */
+gptoss_status gptoss_render_chat_ids(const gptoss_tokenizer *t, const char *request_json, size_t len,
+                                     const gptoss_render_options *opt, int32_t **ids, size_t *n_ids);
+
 /* Incremental parser of generated harmony tokens. */
 typedef struct gptoss_harmony_parser gptoss_harmony_parser;
 

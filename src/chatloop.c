@@ -62,12 +62,8 @@ const char *chatloop_finish_name(chatloop_finish f) {
 gptoss_status chatloop_tokenize_chat(const gptoss_tokenizer *t, const char *request_json,
                                      size_t len, const char *effort, int32_t **ids, size_t *n) {
     gptoss_render_options opt = {NULL, effort, 1};
-    char *text = NULL;
-    gptoss_status st = gptoss_render_chat(request_json, len, &opt, &text);
-    if (st != GPTOSS_OK) return st;
-    st = gptoss_tokenize(t, text, strlen(text), 1, ids, n);
-    gptoss_free(text);
-    return st;
+    /* caller text that spells special tokens stays plain text (no injection) */
+    return gptoss_render_chat_ids(t, request_json, len, &opt, ids, n);
 }
 
 gptoss_status chatgen_create(gptoss_model *m, gptoss_session *s, const gptoss_tokenizer *t,

@@ -306,9 +306,21 @@ static int32_t special_at(const gptoss_tokenizer *t, const char *p, size_t avail
     return best;
 }
 
-gptoss_status gptoss_tokenize(const gptoss_tokenizer *t, const char *text, size_t len,
-                              int allow_special, int32_t **ids, size_t *n_ids) {
-    if (!t || (!text && len) || !ids || !n_ids)
+/* The special token whose text is exactly p[0..n), or -1. */
+static int32_t special_exact(const gptoss_tokenizer *t, const char *p, size_t n) {
+    for (int i = 0; i < t->n_special; i++) {
+        size_t k;
+        const char *s = tok_bytes_of(t, t->special_ids[i], &k);
+        if (k == n && !memcmp(p, s, n)) return t->special_ids[i];
+    }
+    return -1;
+}
+
+/* Encodes text. marks == NULL: specials are matched anywhere (allow_special)
+ * or nowhere; otherwise only the n_marks given spans are specials. */
+static gptoss_status encode_text(const gptoss_tokenizer *t, const char *text, size_t len, int allow_special,
+                                 const tok_span *marks, size_t n_marks, int32_t **ids, size_t *n_ids) {
+    if (!t || (!text && len) || !ids || !n_ids || (!marks && n_marks))
         return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "tokenize: NULL argument");
     *ids = NULL;
     *n_ids = 0;
@@ -322,10 +334,30 @@ gptoss_status gptoss_tokenize(const gptoss_tokenizer *t, const char *text, size_
     gptoss_status st = GPTOSS_OK;
     if (!md) { st = gptoss_set_error(GPTOSS_ERR_OUT_OF_MEMORY, "tokenize: out of memory"); goto done; }
     if (len >= 4096) s.cache = calloc(CACHE_SLOTS, sizeof *s.cache); /* optional: NULL just means no cache */
+    size_t seg = 0;
+    if (marks) {
+        for (size_t k = 0; k < n_marks; k++) {
+            size_t at = marks[k].off, sl = marks[k].len;
+            if (at < seg || sl > len || at > len - sl) {
+                st = gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "tokenize: special span %zu (offset %zu, length %zu) "
+                                      "is out of order or out of range", k, at, sl);
+                goto done;
+            }
+            int32_t sp = special_exact(t, text + at, sl);
+            if (sp < 0) {
+                st = gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "tokenize: \"%.*s\" at byte offset %zu is not a "
+                                      "special token", (int)(sl < 40 ? sl : 40), text + at, at);
+                goto done;
+            }
+            if ((st = encode_segment(t, &s, md, text + seg, at - seg, seg, &out))) goto done;
+            if (!push_id(&out, sp)) { st = gptoss_set_error(GPTOSS_ERR_OUT_OF_MEMORY, "tokenize: out of memory"); goto done; }
+            seg = at + sl;
+        }
+        allow_special = 0;
+    }
     uint8_t first[256] = {0};
     if (allow_special)
         for (int i = 0; i < t->n_special; i++) first[(uint8_t)t->tok_bytes[t->tok_off[t->special_ids[i]]]] = 1;
-    size_t seg = 0;
     for (size_t i = 0; allow_special && i < len; i++) {
         if (!first[(uint8_t)text[i]]) continue;
         size_t sl;
@@ -350,6 +382,18 @@ done:
     *ids = out.ids;
     *n_ids = out.n;
     return GPTOSS_OK;
+}
+
+gptoss_status gptoss_tokenize(const gptoss_tokenizer *t, const char *text, size_t len,
+                              int allow_special, int32_t **ids, size_t *n_ids) {
+    return encode_text(t, text, len, allow_special, NULL, 0, ids, n_ids);
+}
+
+gptoss_status tok_encode_marked(const gptoss_tokenizer *t, const char *text, size_t len, const tok_span *marks,
+                                size_t n_marks, int32_t **ids, size_t *n_ids) {
+    static const tok_span none = {0, 0};
+    if (!marks && !n_marks) marks = &none; /* no specials at all, still the marked mode */
+    return encode_text(t, text, len, 0, marks, n_marks, ids, n_ids);
 }
 
 /* --------------------------------------------------------------- decoding */

@@ -97,6 +97,18 @@ static inline const tok_merge_slot *tok_merge_find(const struct gptoss_tokenizer
  * they are a valid but truncated prefix. */
 size_t tok_utf8_seq(const uint8_t *p, size_t n, int *incomplete);
 
+/* A byte range [off, off + len) of a text. */
+typedef struct {
+    size_t off, len;
+} tok_span;
+
+/* Encodes text where exactly the n_marks spans (ascending, non-overlapping)
+ * are special tokens: each must be the exact text of one (else
+ * GPTOSS_ERR_INVALID_ARGUMENT); everything else, special-token text included,
+ * is encoded as plain text. Used by gptoss_render_chat_ids. */
+gptoss_status tok_encode_marked(const gptoss_tokenizer *t, const char *text, size_t len, const tok_span *marks,
+                                size_t n_marks, int32_t **ids, size_t *n_ids);
+
 /* tokenizer_load.c: parses tokenizer.json text (len bytes, NUL-terminated)
  * into t (zeroed by the caller). `name` is used in error messages. */
 gptoss_status tok_load_json(struct gptoss_tokenizer *t, const char *json, size_t len,

@@ -242,6 +242,11 @@ static json_t *render_request(json_t *req, int *n_assistant, char *forced, size_
         if (cs && !strcmp(cs, "none")) tools = NULL;
         /* "required" or a named function: the answer starts with a call header */
         const char *fn = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
+        if (fn && strspn(fn, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != strlen(fn)) {
+            BAD(e, "tool_choice", "tool_choice: function name '%.64s' may only use letters, digits, '_', '-' and '.'", fn);
+            json_decref(r);
+            return NULL;
+        }
         if (fn && !tool_named(tools, fn)) {
             BAD(e, "tool_choice", "tool_choice: function '%.64s' is not among the tools", fn);
             json_decref(r);
@@ -286,26 +291,47 @@ fail:
     return NULL;
 }
 
+/* The renderer names the field at fault ("messages[2].role: ..."): keep it as the param. */
+static int render_error(api_error *e) {
+    const char *msg = gptoss_last_error();
+    char param[128];
+    size_t n = strcspn(msg, ": ");
+    snprintf(param, sizeof param, "%.*s", (int)(n < sizeof param ? n : sizeof param - 1), msg);
+    int named = !strncmp(param, "messages", 8) || !strncmp(param, "tools", 5);
+    return BAD(e, named ? param : "messages", named ? "%s" : "messages: %s", msg);
+}
+
+/* The chat request as the renderer's JSON (caller frees with free()). */
+static char *render_json(json_t *req, int *n_assistant, char *forced, size_t forced_cap, api_error *e) {
+    json_t *r = render_request(req, n_assistant, forced, forced_cap, e);
+    if (!r) return NULL;
+    char *js = json_dumps(r, JSON_COMPACT);
+    json_decref(r);
+    if (!js) api_fail(e, 500, "server_error", NULL, NULL, "cannot encode the request");
+    return js;
+}
+
 /* Renders the chat request to harmony text (caller frees with gptoss_free). */
 static int render_text(json_t *req, char **text, int *n_assistant, char *forced, size_t forced_cap,
                        api_error *e) {
-    json_t *r = render_request(req, n_assistant, forced, forced_cap, e);
-    if (!r) return e->status;
-    char *js = json_dumps(r, JSON_COMPACT);
-    json_decref(r);
-    if (!js) return api_fail(e, 500, "server_error", NULL, NULL, "cannot encode the request");
+    char *js = render_json(req, n_assistant, forced, forced_cap, e);
+    if (!js) return e->status;
     gptoss_render_options opt = {NULL, NULL, 1};
     gptoss_status st = gptoss_render_chat(js, strlen(js), &opt, text);
     free(js);
-    if (st != GPTOSS_OK) { /* the renderer names the field: "messages[2].role: ..." */
-        const char *msg = gptoss_last_error();
-        char param[128];
-        size_t n = strcspn(msg, ": ");
-        snprintf(param, sizeof param, "%.*s", (int)(n < sizeof param ? n : sizeof param - 1), msg);
-        int named = !strncmp(param, "messages", 8) || !strncmp(param, "tools", 5);
-        return BAD(e, named ? param : "messages", named ? "%s" : "messages: %s", msg);
-    }
-    return 0;
+    return st == GPTOSS_OK ? 0 : render_error(e);
+}
+
+/* Renders the chat request to token ids: only the template's own markers become
+ * special tokens; special-token text inside caller content stays plain text. */
+static int render_ids(srv_ctx *c, json_t *req, int32_t **ids, size_t *n, int *n_assistant,
+                      char *forced, size_t forced_cap, api_error *e) {
+    char *js = render_json(req, n_assistant, forced, forced_cap, e);
+    if (!js) return e->status;
+    gptoss_render_options opt = {NULL, NULL, 1};
+    gptoss_status st = gptoss_render_chat_ids(c->tok, js, strlen(js), &opt, ids, n);
+    free(js);
+    return st == GPTOSS_OK ? 0 : render_error(e);
 }
 
 static int tokenize_text(srv_ctx *c, const char *text, size_t len, int special, const char *param,
@@ -317,30 +343,25 @@ static int tokenize_text(srv_ctx *c, const char *text, size_t len, int special, 
 
 int api_render_tokens(srv_ctx *c, json_t *req, int32_t **ids, size_t *n, int *n_assistant,
                       size_t *n_forced, api_error *e) {
-    char *text = NULL, forced[256] = "";
-    int rc = render_text(req, &text, n_assistant, forced, sizeof forced, e);
-    if (rc) return rc;
-    size_t len = strlen(text), flen = strlen(forced);
-    char *all = malloc(len + flen + 1);
-    if (!all) {
-        gptoss_free(text);
-        return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-    }
-    memcpy(all, text, len);
-    memcpy(all + len, forced, flen + 1);
-    gptoss_free(text);
+    char forced[256] = "";
     *n_forced = 0;
-    rc = tokenize_text(c, all, len + flen, 1, "messages", ids, n, e);
-    if (!rc && flen) { /* how many trailing tokens the forced text became */
-        int32_t *f = NULL;
-        size_t nf = 0;
-        rc = tokenize_text(c, forced, flen, 1, "tool_choice", &f, &nf, e);
-        if (!rc && (nf > *n || memcmp(*ids + *n - nf, f, nf * sizeof *f)))
-            rc = BAD(e, "tool_choice", "tool_choice: cannot force this function name");
-        gptoss_free(f);
+    int rc = render_ids(c, req, ids, n, n_assistant, forced, sizeof forced, e);
+    if (rc || !forced[0]) return rc;
+    /* The forced tool-call header (tool_choice) follows "<|start|>assistant"; it
+     * begins with a special token, so it tokenizes on its own. The function
+     * name in it was checked to be a plain identifier. */
+    int32_t *f = NULL, *all = NULL;
+    size_t nf = 0;
+    rc = tokenize_text(c, forced, strlen(forced), 1, "tool_choice", &f, &nf, e);
+    if (!rc && !(all = realloc(*ids, (*n + nf) * sizeof **ids)))
+        rc = api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    if (!rc) {
+        memcpy(all + *n, f, nf * sizeof *f);
+        *ids = all;
+        *n += nf;
         *n_forced = nf;
     }
-    free(all);
+    gptoss_free(f);
     return rc;
 }
 
@@ -521,7 +542,7 @@ char *api_tokenize(srv_ctx *c, const char *body, size_t len, api_error *e) {
     if (json_object_get(req, "messages")) {
         char forced[256];
         if (!(rc = render_text(req, &text, &n_assistant, forced, sizeof forced, e)))
-            rc = tokenize_text(c, text, strlen(text), 1, "messages", &ids, &n, e);
+            rc = render_ids(c, req, &ids, &n, &n_assistant, forced, sizeof forced, e);
     } else {
         json_t *p = json_object_get(req, "prompt");
         if (!p) p = json_object_get(req, "text");
