@@ -111,6 +111,22 @@ void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const floa
                         const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                         int k, int H, int I, cudaStream_t s);
 
+/* Version 2 of the two decode MoE kernels (cuda_moe_decode_v2.cu), used by the
+ * two launchers above when GPTOSS_CUDA_MOE_DECODE=v2 is set at init (or after
+ * cu_moe_decode_set_variant(2)). Same arguments; return 0 without launching
+ * when the shape is not covered (the launcher then runs version 1). */
+void cu_moe_decode_v2_init(void);
+int cu_moe_gate_up_decode_v2(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                             const float *h, const float *norm_w, const float *logits, int E,
+                             int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
+                             float limit, float alpha, cudaStream_t s);
+int cu_moe_down_decode_v2(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                          const float *act, const int *sel_e, const float *sel_w, float *x, int T,
+                          int k, int H, int I, cudaStream_t s);
+/* 1 or 2: the decode MoE kernel version used from now on (overrides the
+ * environment); returns the previous one. */
+int cu_moe_decode_set_variant(int v);
+
 /* Grouped (prefill) MoE through tensor cores. scratch laid out by cu_moe_scratch_*. */
 typedef struct {
     int *counts;      /* [E] */

@@ -200,3 +200,7 @@ extern "C" int cuda_test_moe(const uint8_t *gu_blocks, const uint8_t *gu_scales,
     if (finish(dp, "moe")) return -1;
     return get(x, dx, (size_t)T * H * 4);
 }
+
+extern "C" int cuda_test_moe_decode_variant(int version) {
+    return cu_moe_decode_set_variant(version);
+}
