@@ -130,7 +130,7 @@ int cmd_bench(int argc, char **argv) {
     if (bw <= 0) {
         if (on_cpu) {
             if (!as_json) fprintf(stderr, "measuring host memory bandwidth (%d threads)...\n", threads);
-            bw = membw_measure(threads, 0, 3, &bw_bytes);
+            bw = membw_measure(threads, 0, 5, &bw_bytes);
             bw_source = "measured (host streaming read)";
         } else {
             bw = H200_REFERENCE_GBS;

@@ -33,6 +33,7 @@ typedef struct {
 static uint64_t sum_base(const uint64_t *p, size_t n) { SUM_BODY }
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx2"))) static uint64_t sum_avx2(const uint64_t *p, size_t n) { SUM_BODY }
+__attribute__((target("avx512f"))) static uint64_t sum_avx512(const uint64_t *p, size_t n) { SUM_BODY }
 #endif
 
 static void *worker(void *arg) {
@@ -42,6 +43,10 @@ static void *worker(void *arg) {
         return NULL;
     }
 #if defined(__x86_64__) || defined(__i386__)
+    if (__builtin_cpu_supports("avx512f")) {
+        c->sum = sum_avx512(c->p, c->n);
+        return NULL;
+    }
     if (__builtin_cpu_supports("avx2")) {
         c->sum = sum_avx2(c->p, c->n);
         return NULL;
