@@ -24,6 +24,11 @@ static __device__ __forceinline__ uint4 ld_stream(const void *p) {
     return r;
 }
 
+/* E8M0 scale byte -> 2^(s-127) (s = 0 gives the denormal 2^-127). */
+static __device__ __forceinline__ float e8m0_scale(uint32_t s) {
+    return s ? __uint_as_float(s << 23) : __uint_as_float(0x00400000u);
+}
+
 static __device__ __forceinline__ float bf_lo(uint32_t u) { return __uint_as_float(u << 16); }
 static __device__ __forceinline__ float bf_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
 

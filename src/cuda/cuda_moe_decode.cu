@@ -12,30 +12,13 @@
  * down:    a warp does two output rows for all k chosen experts and writes
  * x += sum_j w_j (W_d,e_j act_j + b_d,e_j) directly (no atomics).
  */
-#include "cuda_internal.h"
+#include "cuda_matvec.cuh"
 
 #include <stdlib.h>
 #include <string.h>
 
 __constant__ float c_e2m1[16] = { 0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
                                   -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f };
-
-__device__ __forceinline__ uint4 ld_stream16(const void *p) {
-    uint4 r;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(p));
-    return r;
-}
-
-__device__ __forceinline__ float e8m0(uint32_t s) {
-    return s ? __uint_as_float(s << 23) : __uint_as_float(0x00400000u);
-}
-
-__device__ __forceinline__ float wsum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 /* sum_i value(code_i) * x[i] over one 32-weight block (unscaled). */
 __device__ __forceinline__ float block_dot(uint4 q, const float (&x)[32], const float *lut) {
@@ -111,7 +94,7 @@ static __device__ __forceinline__ void load_pair(pair_regs &r, const uint8_t *be
         for (int g = 0; g < 2; g++) {
             size_t row = 2 * (size_t)i + g;
             if (b < NB) {
-                r.q[it][g] = ld_stream16(bexp + row * rowbytes + (size_t)b * 16);
+                r.q[it][g] = ld_stream(bexp + row * rowbytes + (size_t)b * 16);
                 r.sc[it][g] = sexp[row * NB + b];
             } else {
                 r.q[it][g] = make_uint4(0, 0, 0, 0);
@@ -135,7 +118,7 @@ static __device__ __forceinline__ void finish_pair(const pair_regs &r, const flo
             float x[32];
             read_block_x(xs, NB, b, x);
 #pragma unroll
-            for (int g = 0; g < 2; g++) acc[g] = fmaf(block_dot(r.q[it][g], x, lut), e8m0(r.sc[it][g]), acc[g]);
+            for (int g = 0; g < 2; g++) acc[g] = fmaf(block_dot(r.q[it][g], x, lut), e8m0_scale(r.sc[it][g]), acc[g]);
         }
     }
     size_t rowbytes = (size_t)NB * 16;
@@ -145,11 +128,11 @@ static __device__ __forceinline__ void finish_pair(const pair_regs &r, const flo
 #pragma unroll
         for (int g = 0; g < 2; g++) {
             size_t row = 2 * (size_t)i + g;
-            acc[g] = fmaf(block_dot(ld_stream16(bexp + row * rowbytes + (size_t)b * 16), x, lut),
-                          e8m0(sexp[row * NB + b]), acc[g]);
+            acc[g] = fmaf(block_dot(ld_stream(bexp + row * rowbytes + (size_t)b * 16), x, lut),
+                          e8m0_scale(sexp[row * NB + b]), acc[g]);
         }
     }
-    float gt = wsum(acc[0]), up = wsum(acc[1]);
+    float gt = warp_sum(acc[0]), up = warp_sum(acc[1]);
     if (lane == 0) {
         gt += bias[(size_t)e * 2 * I + 2 * i];
         up += bias[(size_t)e * 2 * I + 2 * i + 1];
@@ -213,7 +196,7 @@ __global__ void __launch_bounds__(256, 2) k_moe_gate_up(const uint8_t *__restric
     if (norm_w) {
         float ss = 0.0f;
         for (int j = threadIdx.x; j < H; j += blockDim.x) ss += hx[j] * hx[j];
-        ss = wsum(ss);
+        ss = warp_sum(ss);
         if ((threadIdx.x & 31) == 0) s_red[threadIdx.x >> 5] = ss;
         __syncthreads();
         float tot = 0.0f;
@@ -298,7 +281,7 @@ __global__ void __launch_bounds__(256, 2) k_moe_down(const uint8_t *__restrict__
                 for (int it = 0; it < PRE; it++) {
                     int b = lane + 32 * it;
                     if (active && j < k && b < NB) {
-                        q[jj][it] = ld_stream16(bexp + (size_t)b * 16);
+                        q[jj][it] = ld_stream(bexp + (size_t)b * 16);
                         sc[jj][it] = sexp[b];
                     } else {
                         q[jj][it] = make_uint4(0, 0, 0, 0);
@@ -324,7 +307,7 @@ __global__ void __launch_bounds__(256, 2) k_moe_down(const uint8_t *__restrict__
                     if (b < NB) {
                         float xv[32];
                         read_block_x(xj, NB, b, xv);
-                        acc = fmaf(block_dot(q[jj][it], xv, lut), e8m0(sc[jj][it]), acc);
+                        acc = fmaf(block_dot(q[jj][it], xv, lut), e8m0_scale(sc[jj][it]), acc);
                     }
                 }
                 const uint8_t *bexp = blocks + (size_t)ex[jj] * H * rowbytes + rr * rowbytes;
@@ -332,9 +315,9 @@ __global__ void __launch_bounds__(256, 2) k_moe_down(const uint8_t *__restrict__
                 for (int b = lane + 32 * PRE; b < NB; b += 32) {
                     float xv[32];
                     read_block_x(xj, NB, b, xv);
-                    acc = fmaf(block_dot(ld_stream16(bexp + (size_t)b * 16), xv, lut), e8m0(sexp[b]), acc);
+                    acc = fmaf(block_dot(ld_stream(bexp + (size_t)b * 16), xv, lut), e8m0_scale(sexp[b]), acc);
                 }
-                acc = wsum(acc);
+                acc = warp_sum(acc);
                 total += sel_w[t * k + j] * (acc + bias[(size_t)ex[jj] * H + rr]);
             }
         }

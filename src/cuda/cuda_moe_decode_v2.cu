@@ -25,29 +25,12 @@
  * Shapes not covered (K > 3072, k > 8, the fused RMSNorm input, not enough
  * shared memory) return 0 and the caller runs the v1 kernels.
  */
-#include "cuda_internal.h"
+#include "cuda_matvec.cuh"
 
 #define V2_PRE 3                 /* blocks per lane: rows up to 96 blocks (3072) */
 #define V2_TAB_BYTES (256 * 32 * 8) /* float2 [256 bytes][32 lanes] */
 
 static int g_v2_wave_gu = 132, g_v2_wave_dn = 132, g_v2_smem_max = 48 * 1024;
-
-__device__ __forceinline__ uint4 v2_ld16(const void *p) {
-    uint4 r;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(p));
-    return r;
-}
-
-__device__ __forceinline__ float v2_e8m0(uint32_t s) {
-    return s ? __uint_as_float(s << 23) : __uint_as_float(0x00400000u);
-}
-
-__device__ __forceinline__ float v2_wsum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 /* Exact E2M1 values (code = sign, 2-bit exponent, 1-bit mantissa). */
 static __constant__ float c_v2_e2m1[16] = { 0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
@@ -114,7 +97,7 @@ __device__ __forceinline__ void v2_load_rows(v2_rows &r, const uint8_t *bm, cons
         for (int it = 0; it < V2_PRE; it++) {
             int b = lane + 32 * it;
             if (b < NB && (g == 0 || two)) {
-                r.q[g][it] = v2_ld16(bm + (row + g) * rowbytes + (size_t)b * 16);
+                r.q[g][it] = ld_stream(bm + (row + g) * rowbytes + (size_t)b * 16);
                 r.sc[g][it] = __ldg(sm + (row + g) * NB + b);
             } else {
                 r.q[g][it] = make_uint4(0, 0, 0, 0);
@@ -135,7 +118,7 @@ __device__ __forceinline__ void v2_dot_rows(const v2_rows &r, const float (&x)[V
         if (lane + 32 * it < NB) {
 #pragma unroll
             for (int g = 0; g < 2; g++)
-                acc[g] = fmaf(v2_block_dot(r.q[g][it], x[it], tabc, lb), v2_e8m0(r.sc[g][it]), acc[g]);
+                acc[g] = fmaf(v2_block_dot(r.q[g][it], x[it], tabc, lb), e8m0_scale(r.sc[g][it]), acc[g]);
         }
     }
 }
@@ -146,7 +129,7 @@ __device__ __forceinline__ void v2_finish_pair(const v2_rows &r, const float (&x
                                                float *out) {
     float acc[2];
     v2_dot_rows(r, x, tabc, lb, NB, lane, acc);
-    float gt = v2_wsum(acc[0]), up = v2_wsum(acc[1]);
+    float gt = warp_sum(acc[0]), up = warp_sum(acc[1]);
     if (lane == 0) {
         gt += bias[2 * i];
         up += bias[2 * i + 1];
@@ -248,8 +231,8 @@ __global__ void __launch_bounds__(256, 1) k_moe_down_v2(const uint8_t *__restric
         if (r2 < r1) v2_load_rows(rb, bexp, sexp, (size_t)r2, r2 + 1 < r1, NB, lane);
         float acc[2];
         v2_dot_rows(ra, xv, tabc, lb, NB, lane, acc);
-        acc[0] = v2_wsum(acc[0]);
-        acc[1] = v2_wsum(acc[1]);
+        acc[0] = warp_sum(acc[0]);
+        acc[1] = warp_sum(acc[1]);
         if (lane == 0) {
             pj[r - r0] = acc[0];
             if (r + 1 < r1) pj[r + 1 - r0] = acc[1];
@@ -258,8 +241,8 @@ __global__ void __launch_bounds__(256, 1) k_moe_down_v2(const uint8_t *__restric
         int r3 = r2 + step;
         if (r3 < r1) v2_load_rows(ra, bexp, sexp, (size_t)r3, r3 + 1 < r1, NB, lane);
         v2_dot_rows(rb, xv, tabc, lb, NB, lane, acc);
-        acc[0] = v2_wsum(acc[0]);
-        acc[1] = v2_wsum(acc[1]);
+        acc[0] = warp_sum(acc[0]);
+        acc[1] = warp_sum(acc[1]);
         if (lane == 0) {
             pj[r2 - r0] = acc[0];
             if (r2 + 1 < r1) pj[r2 + 1 - r0] = acc[1];
