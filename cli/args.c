@@ -165,7 +165,7 @@ int args_load_model(const char *cmd, const args_common *c, int default_context, 
     p.max_context = c->context ? c->context : default_context;
     p.max_sequences = 1;
     if (gptoss_model_load(c->model_dir, &p, m) != GPTOSS_OK) {
-        args_lib_error(cmd, c->model_dir);
+        args_lib_error(cmd, "cannot load the model"); /* the message names the file */
         return -1;
     }
     return 0;
