@@ -183,6 +183,7 @@ async function scripted() {
   const health = await raw("GET", "/health");
   check("health", health.status === 200 && health.json.status === "ok", health.text);
   await errors();
+  await metricsCheck();
 }
 
 async function errors() {
@@ -226,6 +227,78 @@ async function errors() {
   }
   const after = await raw("GET", "/health");
   check("server healthy after the errors", after.status === 200, after.text);
+}
+
+// GET /metrics: the text, its content type and the parsed samples ("name{labels}" -> value).
+// Checks the format: "# HELP"/"# TYPE" comments, every other line "name{labels} value" or
+// "name value" with a numeric value, and HELP + TYPE for every family.
+async function scrape(label, headers = {}) {
+  const h = { ...headers };
+  if (KEY !== "none" && !("Authorization" in headers)) h.Authorization = `Bearer ${KEY}`;
+  const r = await fetch(`${URL_}/metrics`, { headers: h });
+  const text = await r.text();
+  const samples = new Map(), help = new Set(), type = new Set(), bad = [];
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    let m;
+    if ((m = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) \S/.exec(line))) { (m[1] === "HELP" ? help : type).add(m[2]); continue; }
+    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (\S+)$/.exec(line);
+    if (!m || !/^([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?Inf|NaN)$/.test(m[3])) { bad.push(line); continue; }
+    samples.set(m[1] + (m[2] || ""), Number(m[3]));
+  }
+  const family = (k) => { // a histogram's _bucket/_sum/_count belong to its family
+    const name = k.replace(/\{.*$/, ""), base = name.replace(/_(bucket|sum|count)$/, "");
+    return help.has(name) ? name : base;
+  };
+  const families = new Set([...samples.keys()].map(family));
+  const undocumented = [...families].filter((f) => !help.has(f) || !type.has(f));
+  if (label) {
+    check(`${label}: 200, text/plain; version=0.0.4`, r.status === 200 && /^text\/plain; version=0\.0\.4/.test(r.headers.get("content-type") || ""),
+          `${r.status} ${r.headers.get("content-type")}`);
+    check(`${label}: every line parses`, bad.length === 0 && samples.size > 10, bad.slice(0, 5));
+    check(`${label}: every family has HELP and TYPE`, undocumented.length === 0, undocumented);
+  }
+  return { status: r.status, text, get: (k) => samples.get(k) ?? 0, has: (k) => samples.has(k) };
+}
+
+async function metricsCheck() {
+  const m0 = await scrape("metrics");
+  const CHAT200 = 'gptoss_requests_total{route="/v1/chat/completions",status="200"}';
+  const CHAT400 = 'gptoss_requests_total{route="/v1/chat/completions",status="400"}';
+  // requests whose usage we see: whole chats (the same conversation twice: prefix reuse),
+  // a stream with include_usage, a completion; and one 400
+  const usages = [];
+  for (let i = 0; i < 2; i++) usages.push((await client.chat.completions.create({ model: MODEL, messages: HISTORY1 })).usage);
+  usages.push((await collectStream({ model: MODEL, messages: HISTORY1, stream_options: { include_usage: true } })).usage);
+  usages.push((await client.completions.create({ model: MODEL, prompt: "Hello", max_tokens: 4 })).usage);
+  await expectError("metrics window: a 400", "POST", "/v1/chat/completions", "{not json", 400);
+  const m1 = await scrape("metrics after requests");
+  const d = (k) => m1.get(k) - m0.get(k);
+  const sum = (f) => usages.reduce((a, u) => a + (u ? f(u) : NaN), 0);
+  const want = { prompt: sum((u) => u.prompt_tokens), gen: sum((u) => u.completion_tokens),
+    cached: sum((u) => u.prompt_tokens_details?.cached_tokens ?? 0) };
+  check("metrics: prompt_tokens_total grew by the usage sum", d("gptoss_prompt_tokens_total") === want.prompt,
+        { delta: d("gptoss_prompt_tokens_total"), want: want.prompt });
+  check("metrics: generated_tokens_total grew by the usage sum", d("gptoss_generated_tokens_total") === want.gen,
+        { delta: d("gptoss_generated_tokens_total"), want: want.gen });
+  check("metrics: cached_prompt_tokens_total grew by the usage sum (> 0)", want.cached > 0 && d("gptoss_cached_prompt_tokens_total") === want.cached,
+        { delta: d("gptoss_cached_prompt_tokens_total"), want: want.cached });
+  check("metrics: chat 200s counted", d(CHAT200) === 3, { delta: d(CHAT200) });
+  check("metrics: chat 400 counted", d(CHAT400) === 1, { delta: d(CHAT400) });
+  check("metrics: /metrics itself counted", d('gptoss_requests_total{route="/metrics",status="200"}') === 1, m1.text.slice(0, 400));
+  check("metrics: one time-to-first-token per generation", d("gptoss_time_to_first_token_seconds_count") === 4 &&
+        m1.get('gptoss_time_to_first_token_seconds_bucket{le="+Inf"}') === m1.get("gptoss_time_to_first_token_seconds_count") &&
+        m1.get("gptoss_time_to_first_token_seconds_sum") > 0, m1.text);
+  const steps = d("gptoss_decode_steps_total"), rows = d("gptoss_decode_batch_size_sum");
+  // serial requests: one sequence per step; every token but the last of each answer is decoded
+  check("metrics: decode steps and batch sizes", steps > 0 && rows === steps && rows === want.gen - usages.length, { steps, rows, gen: want.gen });
+  check("metrics: gauges", m1.get("gptoss_requests_running") === 0 && m1.get("gptoss_requests_waiting") === 0 && m1.get("gptoss_sequences_max") === 4, m1.text);
+  check("metrics: model_info", [...m1.text.matchAll(/^gptoss_model_info\{model="([^"]*)",backend="([^"]*)",kernels="[^"]*"\} 1$/gm)]
+    .some((x) => x[1] === MODEL && x[2].length > 0), m1.text);
+  const dur = m1.get("gptoss_request_duration_seconds_count");
+  check("metrics: request durations observed", dur >= 3 && m1.get('gptoss_request_duration_seconds_bucket{le="+Inf"}') === dur, m1.text);
+  const post = await raw("POST", "/metrics", {});
+  check("metrics: POST -> 405", post.status === 405, post.text);
 }
 
 async function sampling() {
@@ -280,6 +353,12 @@ async function auth() {
   check("right key -> 200", ok.status === 200, ok.text.slice(0, 200));
   const h = await raw("GET", "/health", undefined, { Authorization: "" });
   check("health needs no key", h.status === 200, h.text);
+  await expectError("metrics without key", "GET", "/metrics", undefined, 401, undefined, { Authorization: "" });
+  await expectError("metrics with a wrong key", "GET", "/metrics", undefined, 401, undefined, { Authorization: "Bearer wrong" });
+  const m = await scrape("metrics with the key");
+  check("metrics: the 401s counted", m.get('gptoss_requests_total{route="/metrics",status="401"}') === 2 &&
+        m.get('gptoss_requests_total{route="/v1/chat/completions",status="401"}') === 2 &&
+        m.get('gptoss_requests_total{route="/v1/chat/completions",status="200"}') === 1, m.text.slice(0, 600));
   const bad = new OpenAI({ apiKey: "wrong", baseURL: `${URL_}/v1`, maxRetries: 0 });
   try {
     await bad.chat.completions.create(good);

@@ -5,6 +5,7 @@
 #define GPTOSS_SERVER_API_H
 
 #include "chatloop.h"
+#include "server/metrics.h"
 #include "server/sched.h"
 
 #include <jansson.h>
@@ -21,6 +22,7 @@ typedef struct {
     size_t *script_lens;
     int n_scripts;
     sched *sched;
+    metrics *metrics; /* NULL = not counted */
     atomic_ulong seq;
 } srv_ctx;
 

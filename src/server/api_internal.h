@@ -23,6 +23,7 @@ struct api_req {
     int stream, include_usage, logprobs, top_logprobs, script;
     char id[48];
     long long created;
+    double t_arrival; /* now_seconds() when the request arrived */
     int fd;
     /* output, under mu */
     strbuf out;      /* SSE text not yet read */

@@ -31,6 +31,7 @@ api_req *api_req_new(srv_ctx *c, int kind) {
     r->c = c;
     r->kind = kind;
     r->fd = -1;
+    r->t_arrival = now_seconds();
     r->script = -1;
     atomic_init(&r->refs, 1);
     atomic_init(&r->cancel, 0);
@@ -270,6 +271,9 @@ static void on_done(void *user, chatgen *g, gptoss_status st, const char *err) {
     r->st = st;
     r->finish = g ? chatgen_finish(g) : CHATLOOP_FINISH_ERROR;
     if (g) r->stats = *chatgen_stats(g);
+    if (g && r->c->metrics)
+        metrics_generation(r->c->metrics, r->stats.prompt_tokens, r->stats.cached_tokens, r->stats.completion_tokens,
+                           r->stats.t_first_token > 0 ? r->stats.t_first_token - r->t_arrival : -1);
     int failed = st != GPTOSS_OK && st != GPTOSS_ERR_CANCELLED;
     api_error e;
     if (failed)

@@ -21,7 +21,8 @@ typedef struct {
     server_config cfg;
     srv_ctx ctx;
     atomic_int closing;
-    char name_buf[256];
+    char name_buf[256], backend[64], kernels[128];
+    metrics metrics;
 } server;
 
 typedef struct {
@@ -29,6 +30,7 @@ typedef struct {
     char *body;
     size_t len, cap;
     int too_large, status;
+    const char *route; /* the metrics label: a route's path or "other" */
     double t0;
     api_req *req;
 } conn;
@@ -153,10 +155,30 @@ static enum MHD_Result generate(server *s, struct MHD_Connection *mc, conn *cc, 
     return send_json(mc, cc, status, body);
 }
 
+static enum MHD_Result send_metrics(server *s, struct MHD_Connection *mc, conn *cc) {
+    metrics_extra x = {.sequences_max = s->cfg.parallel, .model = s->ctx.model_name,
+                       .backend = s->backend, .kernels = s->kernels};
+    sched_counts(s->ctx.sched, &x.running, &x.waiting);
+    unsigned long long steps, rows;
+    sched_decode_stats(s->ctx.sched, &steps, &rows);
+    x.decode_steps = steps;
+    x.decode_rows = rows;
+    return send_body(mc, cc, 200, metrics_render(&s->metrics, &x), "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static const char *route_label(const char *p) {
+    static const char *const known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
+                                        "/metrics", "/tokenize", "/v1/tokenize"};
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (!strcmp(p, known[i])) return known[i];
+    return !strncmp(p, "/v1/models/", 11) ? "/v1/models/{id}" : "other";
+}
+
 static enum MHD_Result route(server *s, struct MHD_Connection *mc, conn *cc) {
     api_error e;
     const char *p = cc->path;
     int get = !strcmp(cc->method, "GET"), post = !strcmp(cc->method, "POST");
+    cc->route = route_label(p);
     if (!strcmp(p, "/health")) {
         if (!get) goto not_allowed;
         int active, queued;
@@ -169,8 +191,8 @@ static enum MHD_Result route(server *s, struct MHD_Connection *mc, conn *cc) {
     }
     int is_chat = !strcmp(p, "/v1/chat/completions"), is_cmpl = !strcmp(p, "/v1/completions");
     int is_models = !strcmp(p, "/v1/models"), is_model = !strncmp(p, "/v1/models/", 11);
-    int is_tok = !strcmp(p, "/tokenize") || !strcmp(p, "/v1/tokenize");
-    if (!is_chat && !is_cmpl && !is_models && !is_model && !is_tok) {
+    int is_tok = !strcmp(p, "/tokenize") || !strcmp(p, "/v1/tokenize"), is_metrics = !strcmp(p, "/metrics");
+    if (!is_chat && !is_cmpl && !is_models && !is_model && !is_tok && !is_metrics) {
         api_fail(&e, 404, "not_found_error", NULL, "not_found", "no route %s %s", cc->method, p);
         return send_error(mc, cc, &e);
     }
@@ -179,12 +201,13 @@ static enum MHD_Result route(server *s, struct MHD_Connection *mc, conn *cc) {
                  "missing or incorrect API key (send 'Authorization: Bearer KEY')");
         return send_error(mc, cc, &e);
     }
-    if ((is_models || is_model) ? !get : !post) goto not_allowed;
+    if ((is_models || is_model || is_metrics) ? !get : !post) goto not_allowed;
     if (cc->too_large) {
         api_fail(&e, 413, "invalid_request_error", NULL, "request_too_large",
                  "the request body is larger than %zu bytes", s->cfg.max_body);
         return send_error(mc, cc, &e);
     }
+    if (is_metrics) return send_metrics(s, mc, cc);
     if (is_models || is_model) {
         char *b = api_models(&s->ctx, is_model ? p + 11 : NULL, &e);
         return b ? send_json(mc, cc, 200, b) : send_error(mc, cc, &e);
@@ -241,7 +264,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *mc, const char 
         cc->body[cc->len] = 0;
         return MHD_YES;
     }
-    return route(s, mc, cc);
+    enum MHD_Result ret = route(s, mc, cc);
+    /* counted once answered (before the client can see the answer and scrape) */
+    metrics_request(&s->metrics, cc->route, cc->status ? cc->status : 500);
+    return ret;
 }
 
 static void completed(void *cls, struct MHD_Connection *mc, void **con_cls,
@@ -253,6 +279,7 @@ static void completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     *con_cls = NULL;
     double dt = now_seconds() - cc->t0;
     if (cc->req) {
+        metrics_observe_duration(&s->metrics, dt);
         int prompt, completion;
         double ttft;
         const char *finish;
@@ -279,6 +306,8 @@ gptoss_status server_run(const server_config *cfg) {
     if (s->cfg.max_queue < 0) s->cfg.max_queue = 64;
     if (!s->cfg.max_body) s->cfg.max_body = 8u << 20;
     srv_ctx *c = &s->ctx;
+    metrics_init(&s->metrics);
+    c->metrics = &s->metrics;
     gptoss_tokenizer *tok = NULL;
     gptoss_model *model = NULL;
     struct MHD_Daemon *d = NULL;
@@ -328,6 +357,8 @@ gptoss_status server_run(const server_config *cfg) {
     if ((st = gptoss_model_load(cfg->model_dir, &mp, &model)) != GPTOSS_OK) goto done;
     gptoss_model_info info;
     gptoss_model_get_info(model, &info);
+    snprintf(s->backend, sizeof s->backend, "%s", info.backend ? info.backend : "");
+    snprintf(s->kernels, sizeof s->kernels, "%s", info.kernels ? info.kernels : "");
     c->tok = tok;
     c->max_context = info.max_context;
     c->vocab = info.vocab_size;
@@ -368,6 +399,7 @@ done:
     chatloop_scripts_free(c->scripts, c->script_lens, c->n_scripts);
     if (model) gptoss_model_free(model);
     if (tok) gptoss_tokenizer_free(tok);
+    metrics_destroy(&s->metrics);
     free(s);
     return st;
 }

@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ struct sched {
         uint64_t last; /* admission counter when this client last got a slot */
     } keys[KEY_TABLE];
     uint64_t admissions;
+    atomic_ullong decode_steps, decode_rows; /* for /metrics */
     /* sampling pool: after a batched step, chatgen_feed (sampling, parsing,
      * callbacks) runs for the sequences on several threads */
     pthread_t *workers;
@@ -233,6 +235,8 @@ static void decode_step(sched *s) {
         n++;
     }
     if (n == 0) return;
+    atomic_fetch_add(&s->decode_steps, 1);
+    atomic_fetch_add(&s->decode_rows, (unsigned long long)n);
     gptoss_status st = gptoss_decode_batch(s->batch_s, s->batch_id, (size_t)n, s->logits);
     if (st != GPTOSS_OK) {
         char err[256];
@@ -364,6 +368,11 @@ void sched_counts(sched *s, int *active, int *queued) {
     *active = s->active;
     *queued = s->queued;
     pthread_mutex_unlock(&s->mu);
+}
+
+void sched_decode_stats(sched *s, unsigned long long *steps, unsigned long long *rows) {
+    *steps = atomic_load(&s->decode_steps);
+    *rows = atomic_load(&s->decode_rows);
 }
 
 void sched_stop(sched *s) {

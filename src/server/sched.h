@@ -39,6 +39,8 @@ gptoss_status sched_create(gptoss_model *m, const gptoss_tokenizer *t, int n_slo
 /* Queues a job. Returns 0, or -1 when the queue is full or shutting down. */
 int sched_submit(sched *s, sched_job *j);
 void sched_counts(sched *s, int *active, int *queued);
+/* Batched decode steps so far, and the sequences they decoded (summed). */
+void sched_decode_stats(sched *s, unsigned long long *steps, unsigned long long *rows);
 /* Finishes every job (cancelled) and stops the thread; later submits fail. */
 void sched_stop(sched *s);
 /* sched_stop, then frees everything. */

@@ -1,7 +1,7 @@
 /* server.h - `gptoss serve`: an OpenAI-compatible HTTP server (libmicrohttpd,
  * one thread per connection) in front of the continuous-batching scheduler.
  * Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/ID],
- * GET /health, POST /tokenize. */
+ * GET /health, POST /tokenize, GET /metrics. */
 #ifndef GPTOSS_SERVER_SERVER_H
 #define GPTOSS_SERVER_SERVER_H
 
