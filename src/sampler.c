@@ -174,23 +174,33 @@ static inline void swap_cand(cand *a, cand *b) {
     *b = t;
 }
 
+/* One quickselect step on c[lo..hi] (lo < hi) around a median-of-three pivot:
+ * afterwards c[lo..*j] rank before-or-equal the pivot, c[*i..hi] after-or-equal,
+ * and anything between equals it. */
+static void partition(cand *c, int lo, int hi, int *pi, int *pj) {
+    int mid = lo + (hi - lo) / 2;
+    if (before(&c[mid], &c[lo])) swap_cand(&c[mid], &c[lo]);
+    if (before(&c[hi], &c[lo])) swap_cand(&c[hi], &c[lo]);
+    if (before(&c[hi], &c[mid])) swap_cand(&c[hi], &c[mid]);
+    cand pivot = c[mid];
+    int i = lo, j = hi;
+    while (i <= j) {
+        while (before(&c[i], &pivot)) i++;
+        while (before(&pivot, &c[j])) j--;
+        if (i <= j) swap_cand(&c[i++], &c[j--]);
+    }
+    *pi = i;
+    *pj = j;
+}
+
 /* Rearranges c[0..n) so that its k best (by `before`) come first, in any
  * order. Deterministic: median-of-three pivots, no randomness. */
 static void select_top(cand *c, int n, int k) {
     int lo = 0, hi = n - 1;
     if (k <= 0 || k >= n) return;
     while (hi > lo) {
-        int mid = lo + (hi - lo) / 2;
-        if (before(&c[mid], &c[lo])) swap_cand(&c[mid], &c[lo]);
-        if (before(&c[hi], &c[lo])) swap_cand(&c[hi], &c[lo]);
-        if (before(&c[hi], &c[mid])) swap_cand(&c[hi], &c[mid]);
-        cand pivot = c[mid];
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (before(&c[i], &pivot)) i++;
-            while (before(&pivot, &c[j])) j--;
-            if (i <= j) swap_cand(&c[i++], &c[j--]);
-        }
+        int i, j;
+        partition(c, lo, hi, &i, &j);
         /* now c[lo..j] rank before-or-equal pivot, c[i..hi] after-or-equal */
         if (k - 1 <= j) hi = j;
         else if (k - 1 >= i) lo = i;
@@ -205,17 +215,8 @@ static int nucleus(cand *c, int n, double target) {
     int lo = 0, hi = n - 1;
     double acc = 0.0; /* weight of c[0..lo), all ranked before c[lo..hi] */
     while (lo < hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (before(&c[mid], &c[lo])) swap_cand(&c[mid], &c[lo]);
-        if (before(&c[hi], &c[lo])) swap_cand(&c[hi], &c[lo]);
-        if (before(&c[hi], &c[mid])) swap_cand(&c[hi], &c[mid]);
-        cand pivot = c[mid];
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (before(&c[i], &pivot)) i++;
-            while (before(&pivot, &c[j])) j--;
-            if (i <= j) swap_cand(&c[i++], &c[j--]);
-        }
+        int i, j;
+        partition(c, lo, hi, &i, &j);
         double left = 0.0;
         for (int k = lo; k <= j; k++) left += c[k].w;
         if (acc + left >= target) {

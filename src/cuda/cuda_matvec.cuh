@@ -29,6 +29,13 @@ static __device__ __forceinline__ float e8m0_scale(uint32_t s) {
     return s ? __uint_as_float(s << 23) : __uint_as_float(0x00400000u);
 }
 
+/* gpt-oss clamped SwiGLU: gate capped at limit, up clamped to +-limit, the +1 on up. */
+static __device__ __forceinline__ float swiglu(float gate, float up, float limit, float alpha) {
+    gate = fminf(gate, limit);
+    up = fminf(fmaxf(up, -limit), limit);
+    return gate / (1.0f + expf(-alpha * gate)) * (up + 1.0f);
+}
+
 static __device__ __forceinline__ float bf_lo(uint32_t u) { return __uint_as_float(u << 16); }
 static __device__ __forceinline__ float bf_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
 

@@ -136,9 +136,7 @@ static __device__ __forceinline__ void finish_pair(const pair_regs &r, const flo
     if (lane == 0) {
         gt += bias[(size_t)e * 2 * I + 2 * i];
         up += bias[(size_t)e * 2 * I + 2 * i + 1];
-        gt = fminf(gt, limit);
-        up = fminf(fmaxf(up, -limit), limit);
-        out[i] = gt / (1.0f + expf(-alpha * gt)) * (up + 1.0f);
+        out[i] = swiglu(gt, up, limit, alpha);
     }
 }
 

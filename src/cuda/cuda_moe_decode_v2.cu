@@ -133,9 +133,7 @@ __device__ __forceinline__ void v2_finish_pair(const v2_rows &r, const float (&x
     if (lane == 0) {
         gt += bias[2 * i];
         up += bias[2 * i + 1];
-        gt = fminf(gt, limit);
-        up = fminf(fmaxf(up, -limit), limit);
-        out[i] = gt / (1.0f + expf(-alpha * gt)) * (up + 1.0f);
+        out[i] = swiglu(gt, up, limit, alpha);
     }
 }
 

@@ -12,7 +12,7 @@
  *    down epilogue: + bias, times the routing weight, fp32 rows in pair order.
  * 3. k_combine: x[t] += sum over the token's k pairs (fixed order: deterministic).
  */
-#include "cuda_internal.h"
+#include "cuda_matvec.cuh"
 
 #include <mma.h>
 
@@ -239,9 +239,7 @@ __global__ void __launch_bounds__(256, 2) k_moe_gemm(
             if (r >= mrows || n >= N) continue;
             float g = sm.c[r * LDC + 2 * c] + be[n];
             float u = sm.c[r * LDC + 2 * c + 1] + be[n + 1];
-            g = fminf(g, limit);
-            u = fminf(fmaxf(u, -limit), limit);
-            float a = g / (1.0f + expf(-alpha * g)) * (u + 1.0f);
+            float a = swiglu(g, u, limit, alpha);
             bf16 hi = __float2bfloat16_rn(a);
             size_t o = (size_t)(row0 + r) * I + n / 2;
             act_hi[o] = hi;
