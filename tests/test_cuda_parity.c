@@ -84,6 +84,10 @@ static void test_linear(void **state) {
     check_linear(70000, 64, 2, 0);  /* the 4-rows-per-warp variant, tail rows */
     check_linear(517, 4096, 4, 1);
     check_linear(301, 2880, 37, 1); /* cuBLAS path */
+    check_linear(32, 2880, 1, 0);   /* K split over a block's warps (router) */
+    check_linear(128, 1096, 4, 1);
+    check_linear(7, 12296, 2, 1);   /* ... with more than 64 chunks per warp */
+    check_linear(12000, 2952, 1, 1); /* two rows per warp, predicated last round */
 }
 
 static void test_rmsnorm(void **state) {
@@ -189,17 +193,16 @@ static void test_attention(void **state) {
     check_attention(64, 16, 2, 0, 1024, 12, pos4, slot4);        /* a prefill chunk */
 }
 
-static void test_topk(void **state) {
-    (void)state;
-    need_gpu();
-    int T = 5, E = 128, k = 4;
-    float *lg = malloc((size_t)T * E * 4), w[20];
-    int e[20];
-    for (int i = 0; i < T * E; i++) lg[i] = frand() * 4;
+/* Router top-k: descending, lowest index on ties (the coarse values of the
+ * second case make ties common), softmax over the chosen logits. */
+static void check_topk(int T, int E, int k, int coarse) {
+    float *lg = malloc((size_t)T * E * 4), *w = malloc((size_t)T * k * 4);
+    int *e = malloc((size_t)T * k * sizeof(int));
+    for (int i = 0; i < T * E; i++) lg[i] = coarse ? (float)(urand() % 5) : frand() * 4;
     assert_int_equal(cuda_test_topk(lg, T, E, k, e, w), 0);
     for (int t = 0; t < T; t++) {
-        int used[128] = { 0 };
-        double sum = 0, ex[4];
+        int used[256] = { 0 };
+        double sum = 0, ex[8];
         for (int j = 0; j < k; j++) {
             int best = -1;
             for (int i = 0; i < E; i++)
@@ -211,7 +214,16 @@ static void test_topk(void **state) {
         }
         for (int j = 0; j < k; j++) assert_true(fabs(w[t * k + j] - ex[j] / sum) < 1e-6);
     }
-    free(lg);
+    free(lg); free(w); free(e);
+}
+
+static void test_topk(void **state) {
+    (void)state;
+    need_gpu();
+    check_topk(5, 128, 4, 0);
+    check_topk(7, 32, 4, 1);
+    check_topk(3, 200, 8, 1);
+    check_topk(2, 33, 3, 0);
 }
 
 /* MXFP4 reference */
@@ -306,18 +318,20 @@ static void test_moe_decode(void **state) {
     check_moe(3, 6, 3, 64, 96, 2);
 }
 
-/* Both decode kernel versions (v1, and v2 of GPTOSS_CUDA_MOE_DECODE=v2)
- * against the double reference: rows and K not multiples of the tiles, 1..4
- * tokens, k = 2..8 (idle warps in v2's down kernel), K = 3072 (v2's register
- * limit) and 3104 (v2 falls back to v1), scales from 2^-127 to 2^13 with
- * negative-zero codes. */
+/* The four decode kernel versions (GPTOSS_CUDA_MOE_DECODE=v1..v4) against
+ * the double reference: rows and K not multiples of the tiles, 1..4 tokens,
+ * k = 2..8 (idle warps in the down kernels), K = 3072 (the register limit of
+ * v2..v4) and 3104 (they fall back to v1), odd K/32 (v3 falls back to v2),
+ * k = 3 and 5 (v4's down kernel falls back to v3),
+ * scales from 2^-127 to 2^13 with negative-zero codes. */
 static void test_moe_decode_versions(void **state) {
     (void)state;
     need_gpu();
-    int prev = cuda_test_moe_decode_variant(2);
-    for (int v = 1; v <= 2; v++) {
+    int prev = cuda_test_moe_decode_variant(4);
+    static const char *const labels[] = { "", " v1", " v2", " v3", " v4" };
+    for (int v = 1; v <= 4; v++) {
         cuda_test_moe_decode_variant(v);
-        moe_label = v == 2 ? " v2" : " v1";
+        moe_label = labels[v];
         check_moe(1, 32, 4, 2880, 2880, 2);
         check_moe(4, 8, 4, 2880, 2880, 0);
         check_moe(3, 8, 2, 96, 160, 0);

@@ -113,11 +113,46 @@ def main():
     result["torch"] = torch.__version__
     result["transformers_load_s"] = time.time() - t0
     print(f"transformers {transformers.__version__} loaded in {time.time() - t0:.1f} s", flush=True)
+    # router inputs of every layer, to measure how close each top-k choice is
+    # to a tie (gap between the k-th and (k+1)-th logit, in float64)
+    router_in = []
+    hooks = []
+    try:
+        for layer in model.model.layers:
+            router = layer.mlp.router
+            hooks.append(router.register_forward_pre_hook(
+                lambda mod, args: router_in.append((mod, args[0].detach().reshape(-1, args[0].shape[-1])))))
+    except AttributeError as e:
+        print(f"  no router hooks ({e})", flush=True)
     with torch.no_grad():
         x = torch.tensor([ids.tolist()], dtype=torch.long, device="cuda")
         ref = model(input_ids=x, use_cache=False).logits[0].float().cpu().numpy()
+        k = cfg.get("num_experts_per_tok", cfg.get("experts_per_token", 4))
+        gaps = []
+        for mod, h in router_in:
+            if not hasattr(mod, "weight") or not hasattr(mod, "bias"):
+                gaps = []
+                break
+            lg = torch.nn.functional.linear(h.double(), mod.weight.double(), mod.bias.double())
+            top = torch.topk(lg, k + 1, dim=-1).values
+            gaps.append((top[:, k - 1] - top[:, k]).cpu().numpy())
+    for hk in hooks:
+        hk.remove()
     result["decode_path_vs_fp32"] = compare(ours_steps, ref, a.margin)
     result["prefill_path_vs_fp32"] = compare(ours_pre, ref, a.margin)
+    if gaps:
+        g = np.stack(gaps)  # [layers, positions]
+        mins = g.min(axis=0)
+        result["router_topk_gap"] = {
+            "what": "per position, over layers, the smallest gap between the k-th and (k+1)-th router logit (float64 on the reference's inputs)",
+            "median": float(np.median(mins)),
+            "positions_under_1e-4": int((mins < 1e-4).sum()),
+            "positions_under_1e-5": int((mins < 1e-5).sum()),
+            "at_positions_over_0.05": {p: {"gap": float(mins[int(p)]), "layer": int(g[:, int(p)].argmin())}
+                                       for p in result["decode_path_vs_fp32"]["positions_over_0.05"]},
+            "smallest": [{"position": int(i), "gap": float(mins[i]), "layer": int(g[:, i].argmin())}
+                         for i in np.argsort(mins)[:5]],
+        }
     if ours_cpu is not None:
         result["cpu_backend_vs_fp32"] = compare(ours_cpu, ref, a.margin)
     print(json.dumps({k: v for k, v in result.items() if isinstance(v, dict)}, indent=1), flush=True)

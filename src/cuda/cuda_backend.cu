@@ -92,7 +92,7 @@ static void layout_weights(backend *b, arena *a) {
     const gptoss_config *c = &b->cfg;
     int H = c->hidden, E = c->n_experts, I = c->intermediate;
     int Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim, QKV = Q + 2 * KV;
-    b->embed = (bf16 *)take(a, (size_t)c->vocab_size * H * 2);
+    if (!b->embed_host) b->embed = (bf16 *)take(a, (size_t)c->vocab_size * H * 2);
     b->lm_head = (bf16 *)take(a, (size_t)c->vocab_size * H * 2);
     b->final_norm = (float *)take(a, (size_t)H * 4);
     b->inv_freq = (float *)take(a, (size_t)c->head_dim / 2 * 4);
@@ -135,7 +135,12 @@ static gptoss_status upload_weights(backend *b, const model_weights *w, const ba
     }
     if (e) { st = cu_fail(e, "pinned staging buffers"); goto done; }
 #define UP(x) do { st = (x); if (st) goto done; } while (0)
-    UP(up_raw(&u, b->embed, &w->embed));
+    if (b->embed_host) { /* read by k_embed through the mapping */
+        memcpy(b->embed_host, w->embed.data, w->embed.nbytes);
+        u.done += w->embed.nbytes;
+    } else {
+        UP(up_raw(&u, b->embed, &w->embed));
+    }
     UP(up_raw(&u, b->lm_head, &w->lm_head));
     UP(up_f32(&u, b->final_norm, &w->final_norm, "model.norm.weight"));
     for (int l = 0; l < c->n_layers; l++) {
@@ -260,6 +265,20 @@ static gptoss_status cuda_create(const model_weights *w, const backend_params *p
     }
 
     { /* weights */
+        const char *em = getenv("GPTOSS_CUDA_EMBED");
+        if (!(em && !strcmp(em, "device"))) {
+            size_t eb = (size_t)c->vocab_size * H * 2;
+            if ((e = cudaHostAlloc(&b->embed_host, eb, cudaHostAllocMapped))) {
+                b->embed_host = NULL;
+                st = gptoss_set_error(GPTOSS_ERR_OUT_OF_MEMORY, "cuda: %zu MiB of pinned host memory for the embedding table: %s",
+                                      eb >> 20, cudaGetErrorString(e));
+                cudaGetLastError();
+                goto fail;
+            }
+            void *dp = NULL;
+            if ((e = cudaHostGetDevicePointer(&dp, b->embed_host, 0))) { st = cu_fail(e, "embedding mapping"); goto fail; }
+            b->embed = (bf16 *)dp;
+        }
         arena a = { NULL, 0 };
         layout_weights(b, &a);
         b->wbytes = a.off;
@@ -350,6 +369,7 @@ static void cuda_destroy(backend *b) {
     if (b->graph_exec) cudaGraphExecDestroy(b->graph_exec);
     if (b->blas) cublasDestroy(b->blas);
     cudaFree(b->warena);
+    if (b->embed_host) cudaFreeHost(b->embed_host);
     cudaFree(b->kvarena);
     cudaFree(b->aarena);
     cudaFree(b->blas_ws);

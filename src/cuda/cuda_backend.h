@@ -37,7 +37,10 @@ struct backend {
     void *warena, *kvarena, *aarena;
     size_t wbytes, kvbytes, abytes;
     cu_layer *L;
-    bf16 *embed, *lm_head;
+    bf16 *embed, *lm_head;  /* [V, H]; embed may point into embed_host */
+    void *embed_host;       /* pinned, mapped host copy of the embedding table (GPTOSS_CUDA_EMBED
+                             * != device): saves V*H*2 bytes (1.16 GB for gpt-oss) of GPU
+                             * memory for one 5.8 KB row read per token */
     float *final_norm, *inv_freq;
     float conc;
     /* activations, sized for CU_PASS_MAX_T tokens */

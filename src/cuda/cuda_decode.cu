@@ -24,6 +24,8 @@ __global__ void __launch_bounds__(256) k_qkv_rope(const bf16 *__restrict__ W, in
                                  reinterpret_cast<const uint4 *>(W + (size_t)r2 * K) };
     mv_first<2> f;
     mv_issue_first<2>(wr, K, f);
+    pdl_trigger();
+    pdl_wait(); /* x is the predecessor's output */
     mv_load_x<T>(xs4, x, K, norm_w, eps);
     if (pi >= npairs) return;
     float acc[2][T];
@@ -68,8 +70,8 @@ void cu_qkv_rope(const bf16 *W, int K, const float *x, const float *norm_w, floa
     dim3 grid((pairs + 7) / 8);
     size_t smem = (size_t)T * K * sizeof(float);
 #define QK(TT) \
-    case TT: k_qkv_rope<TT><<<grid, 256, smem, s>>>(W, K, x, norm_w, eps, bias, inv_freq, conc, pos, \
-                                                    slot, kc, vc, cap, nh, nkv, hd, qkv); break;
+    case TT: cu_launch(k_qkv_rope<TT>, grid, dim3(256), smem, s, W, K, x, norm_w, eps, bias, inv_freq, \
+                       conc, pos, slot, kc, vc, cap, nh, nkv, hd, qkv); break;
     switch (T) {
         QK(1) QK(2) QK(3) QK(4)
     default: break;

@@ -5,6 +5,8 @@
 #include "cuda_matvec.cuh"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -114,6 +116,8 @@ __global__ void __launch_bounds__(256) k_matvec(const bf16 *__restrict__ W, int 
     }
     mv_first<R> f;
     mv_issue_first<R>(wr, K, f);
+    pdl_trigger();
+    pdl_wait(); /* x is the predecessor's output */
     mv_load_x<T>(xs4, x, K, norm_w, eps);
     if (xn_out && blockIdx.x == 0) /* the normalised input, for the next kernel */
         for (int i = threadIdx.x; i < T * K / 4; i += blockDim.x) reinterpret_cast<float4 *>(xn_out)[i] = xs4[i];
@@ -136,21 +140,89 @@ __global__ void __launch_bounds__(256) k_matvec(const bf16 *__restrict__ W, int 
     }
 }
 
+/* Small N (the router): block n computes row n with its 8 warps splitting K
+ * (each warp's chunks are loaded before the input is staged), so that the
+ * whole row arrives in about one memory latency instead of three rounds. */
+template <int T>
+__global__ void __launch_bounds__(256) k_matvec_splitk(const bf16 *__restrict__ W, int N, int K,
+                                                       const float *__restrict__ x,
+                                                       const float *__restrict__ bias,
+                                                       const float *resid, float *out, int ldo,
+                                                       const float *__restrict__ norm_w, float eps,
+                                                       float *xn_out) {
+    extern __shared__ float4 xs4[]; /* [T][K/4] */
+    __shared__ float red[8][T];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n = blockIdx.x;
+    int K4 = K / 4, K8 = K / 8, cpw = (K8 + 7) / 8;
+    int c0 = warp * cpw, c1 = min(K8, c0 + cpw);
+    const uint4 *wr = reinterpret_cast<const uint4 *>(W + (size_t)n * K);
+    uint4 w[2];
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        int c = c0 + lane + 32 * u;
+        w[u] = c < c1 ? ld_stream(wr + c) : make_uint4(0, 0, 0, 0);
+    }
+    pdl_trigger();
+    pdl_wait(); /* x is the predecessor's output */
+    mv_load_x<T>(xs4, x, K, norm_w, eps);
+    if (xn_out && blockIdx.x == 0)
+        for (int i = threadIdx.x; i < T * K / 4; i += blockDim.x) reinterpret_cast<float4 *>(xn_out)[i] = xs4[i];
+    float acc[1][T];
+#pragma unroll
+    for (int t = 0; t < T; t++) acc[0][t] = 0.0f;
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        int c = c0 + lane + 32 * u;
+        if (c < c1) {
+            uint4 one[1] = { w[u] };
+            mv_fma8<T, 1>(acc, one, xs4, K4, c);
+        }
+    }
+    for (int c = c0 + lane + 64; c < c1; c += 32) { /* K beyond 8 warps x 64 chunks */
+        uint4 one[1] = { ld_stream(wr + c) };
+        mv_fma8<T, 1>(acc, one, xs4, K4, c);
+    }
+#pragma unroll
+    for (int t = 0; t < T; t++) {
+        float v = warp_sum(acc[0][t]);
+        if (lane == 0) red[warp][t] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x < T) {
+        int t = threadIdx.x;
+        float v = 0.0f;
+        for (int i = 0; i < 8; i++) v += red[i][t];
+        if (bias) v += bias[n];
+        if (resid) v += resid[(size_t)t * ldo + n];
+        out[(size_t)t * ldo + n] = v;
+    }
+}
+
 template <int T, int R>
 static void launch_matvec(const bf16 *W, int N, int K, const float *x, const float *bias,
                           const float *resid, float *out, int ldo, const float *norm_w, float eps,
                           float *xn_out, cudaStream_t s) {
     size_t smem = (size_t)T * K * sizeof(float);
     int rows_per_block = 8 * R;
-    k_matvec<T, R><<<(N + rows_per_block - 1) / rows_per_block, 256, smem, s>>>(
-        W, N, K, x, bias, resid, out, ldo, norm_w, eps, xn_out);
+    cu_launch(k_matvec<T, R>, dim3((N + rows_per_block - 1) / rows_per_block), dim3(256), smem, s,
+              W, N, K, x, bias, resid, out, ldo, norm_w, eps, xn_out);
 }
 
 template <int T, int R> static void config_matvec(void) {
     cudaFuncSetAttribute(k_matvec<T, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, 160 * 1024);
+    if (R == 1)
+        cudaFuncSetAttribute(k_matvec_splitk<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, 160 * 1024);
 }
 
+int g_cu_pdl = 0;
+
 void cu_kernels_init(void) {
+    int dev = 0, major = 0;
+    const char *pdl = getenv("GPTOSS_CUDA_PDL");
+    if (cudaGetDevice(&dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess)
+        g_cu_pdl = major >= 9 && pdl && !strcmp(pdl, "1");
+    cudaGetLastError();
     config_matvec<1, 1>(); config_matvec<2, 1>(); config_matvec<3, 1>(); config_matvec<4, 1>();
     config_matvec<1, 2>(); config_matvec<1, 4>(); config_matvec<2, 2>(); config_matvec<2, 4>();
     config_matvec<3, 2>(); config_matvec<3, 4>(); config_matvec<4, 2>(); config_matvec<4, 4>();
@@ -167,11 +239,17 @@ void cu_matvec_bf16(const bf16 *W, int N, int K, const float *x, int T, const fl
 void cu_matvec_norm_bf16(const bf16 *W, int N, int K, const float *x, int T, const float *bias,
                          const float *resid, float *out, int ldo, const float *norm_w, float eps,
                          float *xn_out, cudaStream_t s) {
-    /* rows per warp: 4 for the vocabulary, 1 for tiny matrices (router) */
-    int rpw = N >= 65536 ? 4 : N < 2048 ? 1 : 2;
+    /* rows per warp: 4 for the vocabulary, 1 up to 8192 rows (more blocks:
+     * o_proj's 2880 rows fill 360 blocks), K split over a block's warps for
+     * tiny matrices (router) */
+    int rpw = N >= 65536 ? 4 : N <= 8192 ? 1 : 2;
+    bool splitk = N <= 128 && K % 8 == 0;
 #define MV(TT)                                                                              \
     case TT:                                                                                \
-        if (rpw == 4) launch_matvec<TT, 4>(W, N, K, x, bias, resid, out, ldo, norm_w, eps, xn_out, s); \
+        if (splitk)                                                                         \
+            cu_launch(k_matvec_splitk<TT>, dim3(N), dim3(256), (size_t)TT * K * sizeof(float), s, W, N, K, \
+                      x, bias, resid, out, ldo, norm_w, eps, xn_out);                       \
+        else if (rpw == 4) launch_matvec<TT, 4>(W, N, K, x, bias, resid, out, ldo, norm_w, eps, xn_out, s); \
         else if (rpw == 2) launch_matvec<TT, 2>(W, N, K, x, bias, resid, out, ldo, norm_w, eps, xn_out, s); \
         else launch_matvec<TT, 1>(W, N, K, x, bias, resid, out, ldo, norm_w, eps, xn_out, s);       \
         break;
@@ -244,6 +322,8 @@ __global__ void k_attention(cu_attn_args a, int nsplit, int split_len) {
     int t = blockIdx.x, kvh = blockIdx.y, z = blockIdx.z;
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     int h = kvh * G + w;
+    pdl_trigger();
+    pdl_wait(); /* q and this token's K/V come from the predecessor */
     int p = a.pos[t];
     int lo = a.window > 0 ? max(0, p - a.window + 1) : 0;
     int begin = lo + z * split_len, end = min(p + 1, lo + (z + 1) * split_len);
@@ -335,6 +415,8 @@ __global__ void k_attention(cu_attn_args a, int nsplit, int split_len) {
 
 __global__ void k_attn_combine(cu_attn_args a, int nsplit, int hd) {
     int t = blockIdx.x, h = blockIdx.y;
+    pdl_trigger();
+    pdl_wait();
     const float *pp = a.part + ((size_t)t * a.nh + h) * nsplit * (hd + 2);
     float M = -1e30f;
     for (int z = 0; z < nsplit; z++) M = fmaxf(M, pp[z * (hd + 2)]);
@@ -368,8 +450,8 @@ static void launch_attention(const cu_attn_args *a, cudaStream_t s) {
     nsplit = (keys + split_len - 1) / split_len;
     size_t smem = (size_t)G * HD * 4 + 2 * 32 * (HD + 4) * sizeof(float);
     dim3 grid(a->T, a->nkv, nsplit);
-    k_attention<HD><<<grid, 32 * G, smem, s>>>(*a, nsplit, split_len);
-    if (nsplit > 1) k_attn_combine<<<dim3(a->T, a->nh), 64, 0, s>>>(*a, nsplit, HD);
+    cu_launch(k_attention<HD>, grid, dim3(32 * G), smem, s, *a, nsplit, split_len);
+    if (nsplit > 1) cu_launch(k_attn_combine, dim3(a->T, a->nh), dim3(64), 0, s, *a, nsplit, HD);
 }
 
 void cu_attention(const cu_attn_args *a, cudaStream_t s) {

@@ -15,6 +15,20 @@ static __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+/* Programmatic dependent launch (see cu_launch): wait for the predecessor
+ * grid's completion and memory; let the successor grid start its prologue.
+ * Both are no-ops when the kernel was launched without the attribute. */
+static __device__ __forceinline__ void pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void pdl_trigger(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
 /* Streaming 16-byte load that skips L1 (weights are read once per step). */
 static __device__ __forceinline__ uint4 ld_stream(const void *p) {
     uint4 r;
@@ -123,8 +137,9 @@ static __device__ __forceinline__ void mv_issue_first(const uint4 *const (&wr)[R
 }
 
 /* acc[r][t] = W_row[r] . x[t], reduced over the warp (every lane holds it).
- * Lanes stride the rows in 16-byte chunks; four chunks per row are loaded
- * before any is used (4*R loads in flight per lane); the first four come from
+ * Lanes stride the rows in 16-byte chunks; a round loads four chunks per row
+ * (4*R loads in flight per lane) before any is used, the last round
+ * predicated (no serial tail of single loads); the first round comes from
  * mv_issue_first. */
 template <int T, int R>
 static __device__ __forceinline__ void mv_rows(const uint4 *const (&wr)[R], const float4 *xs4, int K,
@@ -137,21 +152,16 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&wr)[R], cons
 #pragma unroll
     for (int u = 0; u < 4; u++)
         if (lane + 32 * u < K8) mv_fma8<T, R>(acc, f.w[u], xs4, K4, lane + 32 * u);
-    int c = lane + 128;
-    for (; c + 96 < K8; c += 128) {
+    for (int c = lane + 128; c - lane < K8; c += 128) {
         uint4 w[4][R];
 #pragma unroll
         for (int u = 0; u < 4; u++)
 #pragma unroll
-            for (int r = 0; r < R; r++) w[u][r] = ld_stream(wr[r] + c + 32 * u);
+            for (int r = 0; r < R; r++)
+                w[u][r] = c + 32 * u < K8 ? ld_stream(wr[r] + c + 32 * u) : make_uint4(0, 0, 0, 0);
 #pragma unroll
-        for (int u = 0; u < 4; u++) mv_fma8<T, R>(acc, w[u], xs4, K4, c + 32 * u);
-    }
-    for (; c < K8; c += 32) {
-        uint4 w[R];
-#pragma unroll
-        for (int r = 0; r < R; r++) w[r] = ld_stream(wr[r] + c);
-        mv_fma8<T, R>(acc, w, xs4, K4, c);
+        for (int u = 0; u < 4; u++)
+            if (c + 32 * u < K8) mv_fma8<T, R>(acc, w[u], xs4, K4, c + 32 * u);
     }
 #pragma unroll
     for (int r = 0; r < R; r++)

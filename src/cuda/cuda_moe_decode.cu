@@ -57,24 +57,25 @@ __device__ __forceinline__ void read_block_x(const float4 *xs, int NB, int b, fl
 #define PRE 3 /* blocks per lane whose loads are issued together (rows up to 3072 wide) */
 
 static int g_blocks_per_wave = 264; /* 2 blocks of 256 threads per SM; set at init */
-/* decode kernel version: 1 (default) or 2 (GPTOSS_CUDA_MOE_DECODE=v2, read at
+/* decode kernel version 1, 2 or 3 (GPTOSS_CUDA_MOE_DECODE=v1|v2|v3, read at
  * the first init; cu_moe_decode_set_variant overrides); 0 = not decided yet */
 static int g_moe_variant = 0;
 
 static void resolve_variant(void) {
     if (!g_moe_variant) {
         const char *v = getenv("GPTOSS_CUDA_MOE_DECODE");
-        /* v2 (register-resident inputs, byte-permute table lookups) is the
-         * default: 422.9 vs 397.4 tok/s on the 20b, same parity results.
-         * GPTOSS_CUDA_MOE_DECODE=v1 selects the first version. */
-        g_moe_variant = v && !strcmp(v, "v1") ? 1 : 2;
+        /* v4 (rows split in three parts, 24 warps per SM) is the default:
+         * 441.6 tok/s on the 20b against 423.0 for v3 (cp.async-staged
+         * weights) and 394.7 for v2 (register-resident inputs, byte-permute
+         * table lookups). */
+        g_moe_variant = !v ? 4 : !strcmp(v, "v1") ? 1 : !strcmp(v, "v2") ? 2 : !strcmp(v, "v3") ? 3 : 4;
     }
 }
 
 int cu_moe_decode_set_variant(int v) {
     resolve_variant();
     int old = g_moe_variant;
-    g_moe_variant = v == 2 ? 2 : 1;
+    g_moe_variant = v >= 1 && v <= 4 ? v : 4;
     return old;
 }
 
@@ -228,7 +229,15 @@ void cu_moe_gate_up_decode(const uint8_t *blocks, const uint8_t *scales, const f
                            const float *h, const float *norm_w, float eps, const float *logits,
                            int E, int *sel_e, float *sel_w, float *act, int T, int k, int H,
                            int I, float limit, float alpha, cudaStream_t s) {
-    if (g_moe_variant == 2 && cu_moe_gate_up_decode_v2(blocks, scales, bias, h, norm_w, logits, E,
+    if (g_moe_variant == 4 && cu_moe_gate_up_decode_v4(blocks, scales, bias, h, norm_w, logits, E,
+                                                       sel_e, sel_w, act, T, k, H, I, limit,
+                                                       alpha, s))
+        return;
+    if (g_moe_variant >= 3 && cu_moe_gate_up_decode_v3(blocks, scales, bias, h, norm_w, logits, E,
+                                                       sel_e, sel_w, act, T, k, H, I, limit,
+                                                       alpha, s))
+        return;
+    if (g_moe_variant >= 2 && cu_moe_gate_up_decode_v2(blocks, scales, bias, h, norm_w, logits, E,
                                                        sel_e, sel_w, act, T, k, H, I, limit,
                                                        alpha, s))
         return;
@@ -329,6 +338,8 @@ __global__ void __launch_bounds__(256, 2) k_moe_down(const uint8_t *__restrict__
 void cu_moe_decode_init(void) {
     resolve_variant();
     cu_moe_decode_v2_init();
+    cu_moe_decode_v3_init();
+    cu_moe_decode_v4_init();
     cudaFuncSetAttribute(k_moe_down, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) == cudaSuccess &&
@@ -340,7 +351,13 @@ void cu_moe_decode_init(void) {
 void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                         const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                         int k, int H, int I, cudaStream_t s) {
-    if (g_moe_variant == 2 &&
+    if (g_moe_variant == 4 &&
+        cu_moe_down_decode_v4(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I, s))
+        return;
+    if (g_moe_variant >= 3 &&
+        cu_moe_down_decode_v3(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I, s))
+        return;
+    if (g_moe_variant >= 2 &&
         cu_moe_down_decode_v2(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I, s))
         return;
     int bx = (g_blocks_per_wave + T - 1) / T, need = (H + 7) / 8;

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# tools/device_run.sh - one call on the GPU machine: parity tests, benchmarks of
+# several kernel configurations (environment variants), an optional ncu kernel
+# profile of decode, the memory check and the 120b. Everything goes to $OUT;
+# the table at the end is also printed.
+#
+#   here:   B=build-final bash tools/device_prep.sh
+#   device: run(command="STAGES='parity bench' bash tools/device_run.sh", carry=["build-final"])
+#
+# STAGES (default "parity bench"): parity, bench, prof, mem, tf (transformers
+# in the same run, tools/transformers_compare.py), b120 (120b: generate + bench).
+# VARIANTS: space-separated label=ENV1=a,ENV2=b items for the bench stage
+# (default below). Uses the carried binaries in $B (default build-final), or
+# builds natively when they do not start.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/run-out}
+mkdir -p "$OUT"
+B=${B:-build-final}
+M=${M:-/dev/shm/m20}
+STAGES=${STAGES:-"parity bench"}
+VARIANTS=${VARIANTS:-"default= pdl=GPTOSS_CUDA_PDL=1 v3=GPTOSS_CUDA_MOE_DECODE=v3 default2="}
+SUM=$OUT/summary.txt
+: >"$SUM"
+log() { echo "[$(date -u +%T) +$SECONDS s] $*" | tee -a "$SUM"; }
+has() { case " $STAGES " in *" $1 "*) return 0 ;; esac; return 1; }
+
+nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.max.sm,driver_version --format=csv,noheader | tee -a "$SUM" ||
+    { log "no GPU"; exit 2; }
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+    [ -d $d ] && LD_LIBRARY_PATH=$d:${LD_LIBRARY_PATH:-}
+done
+export LD_LIBRARY_PATH=$PWD/$B/devlibs:${LD_LIBRARY_PATH:-}
+runs() { [ -x "$1" ] && ! ldd "$1" 2>/dev/null | grep -q "not found"; }
+if ! runs $B/gptoss || ! runs $B/gen_checkpoint || ! runs $B/tests/test_cuda_parity; then
+    log "carried binaries missing or not runnable; building natively into build-dev"
+    make -j16 BUILD=build-dev CUDA_ARCHS="-gencode arch=compute_90a,code=sm_90a" build-dev/gptoss \
+        build-dev/gen_checkpoint build-dev/tests/test_cuda_parity >"$OUT/build.log" 2>&1
+    B=build-dev
+    export LD_LIBRARY_PATH=$PWD/$B/devlibs:$LD_LIBRARY_PATH
+    runs $B/gptoss || { log "FAIL: no binaries"; tail -20 "$OUT/build.log"; exit 3; }
+fi
+rc_of() { cat "$OUT/$1.rc" 2>/dev/null || echo "?"; }
+
+# --- the 20b checkpoint (CPU) in parallel with the parity runs (GPU)
+pids=
+if [ ! -f "$M/config.json" ] && { has bench || has prof || has mem || has tf; }; then
+    (t0=$SECONDS; timeout 300 $B/gen_checkpoint --preset 20b --out "$M" --seed 1 >"$OUT/gen.log" 2>&1
+     echo $? >"$OUT/gen.rc"; echo "gen 20b $((SECONDS - t0)) s" >>"$OUT/gen.log") &
+    pids="$pids $!"
+else
+    echo 0 >"$OUT/gen.rc"
+fi
+if has parity; then
+    (BUILD=$B timeout 240 $B/tests/test_cuda_parity >"$OUT/parity.log" 2>&1; echo $? >"$OUT/parity.rc") &
+    pids="$pids $!"
+    (BUILD=$B GPTOSS_CUDA_MOE_TAB=f2 GPTOSS_CUDA_PDL=1 timeout 240 $B/tests/test_cuda_parity >"$OUT/parity_f2.log" 2>&1
+     echo $? >"$OUT/parity_f2.rc") &
+    pids="$pids $!"
+fi
+wait $pids
+if has parity; then
+    for p in parity parity_f2; do
+        log "$p: rc=$(rc_of $p); $(grep -cE '^\[       OK \]' "$OUT/$p.log") ok, $(grep -cE '^\[  FAILED  \] [a-z]' "$OUT/$p.log") failed"
+    done
+    grep -E "FAIL|rel err.* v3|forward|fixture" "$OUT/parity.log" | head -40 >>"$SUM"
+fi
+log "gen: rc=$(rc_of gen) $(tail -1 "$OUT/gen.log" 2>/dev/null)"
+
+# --- benchmarks, one configuration at a time
+if has bench && [ "$(rc_of gen)" = 0 ]; then
+    for v in $VARIANTS; do
+        label=${v%%=*}; envs=${v#*=}
+        ( IFS=,; for kv in $envs; do [ -n "$kv" ] && export "$kv"; done
+          timeout 120 $B/gptoss bench -m "$M" -p 512 -n 128 -r 3 --device cuda --json >"$OUT/bench_$label.json" 2>"$OUT/bench_$label.err" )
+        log "bench $label ($envs): rc=$? $(tr -d '\n' <"$OUT/bench_$label.json" | grep -oE '"(decode_tok_s|prompt_tok_s)": *[0-9.]+' | tr '\n' ' ')"
+    done
+fi
+
+# --- kernel times of decode steps (ncu, duration and DRAM bytes only)
+if has prof && [ "$(rc_of gen)" = 0 ]; then
+    NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+    if [ -n "$NCU" ]; then
+        GPTOSS_CUDA_GRAPH=0 timeout 240 "$NCU" --clock-control none --launch-skip 400 --launch-count 200 \
+            --metrics gpu__time_duration.sum,dram__bytes_read.sum --csv \
+            $B/gptoss bench -m "$M" -p 16 -n 24 -r 1 --device cuda >"$OUT/ncu.csv" 2>"$OUT/ncu.err"
+        log "ncu rc=$?"
+        python3 - "$OUT/ncu.csv" <<'PY' | tee -a "$SUM"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; ki = hdr.index("Kernel Name"); mi = hdr.index("Metric Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
+t = collections.defaultdict(list); by = collections.defaultdict(list)
+for r in rows[1:]:
+    name = r[ki].split("(")[0].split("<")[0]
+    v = float(r[vi].replace(",", ""))
+    if r[mi] == "gpu__time_duration.sum": t[name].append(v * (1e-3 if r[ui] == "nsecond" else 1.0))
+    if r[mi] == "dram__bytes_read.sum": by[name].append(v * {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}.get(r[ui], 1))
+print(f"{'kernel':<28} {'n':>4} {'mean us':>9} {'MB':>8} {'TB/s':>6}")
+for k in sorted(t, key=lambda k: -sum(t[k])):
+    us = sum(t[k]) / len(t[k]); mb = sum(by[k]) / max(1, len(by[k])) / 1e6
+    print(f"{k:<28} {len(t[k]):>4} {us:>9.1f} {mb:>8.2f} {mb / us if us else 0:>6.2f}")
+PY
+    else
+        log "ncu not found"
+    fi
+fi
+
+# --- stall reasons of the decode kernels (ncu sections + per-issue stall ratios)
+if has stall && [ "$(rc_of gen)" = 0 ]; then
+    NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+    GPTOSS_CUDA_GRAPH=0 timeout 240 "$NCU" --clock-control none \
+        --kernel-name regex:"${STALL_KERNELS:-k_moe_gate_up_v3|k_moe_down_v3|k_qkv_rope|k_matvec}" \
+        --launch-skip ${STALL_SKIP:-200} --launch-count ${STALL_COUNT:-8} \
+        --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
+        --section MemoryWorkloadAnalysis \
+        --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum \
+        $B/gptoss bench -m "$M" -p 16 -n 24 -r 1 --device cuda >"$OUT/stall.txt" 2>"$OUT/stall.err"
+    log "ncu stall rc=$?"
+    python3 - "$OUT/stall.txt" <<'PY' | tee -a "$SUM"
+import re, sys
+cur = None
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r"\s+(\S*k_\w+)", line)
+    if m and "(" in line: cur = m.group(1); print("==", line.strip()[:100]); continue
+    l = line.strip()
+    if re.match(r"(Duration|DRAM Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Issue Slots Busy|Issued Warp Per Scheduler|No Eligible|Active Warps Per Scheduler|Eligible Warps Per Scheduler|Warp Cycles Per Issued Instruction|Compute \(SM\) Throughput|Shared Memory|smsp__inst_executed.sum|l1tex__data_pipe)", l):
+        print("  ", re.sub(r"\s{2,}", "  ", l))
+    m = re.match(r"smsp__average_warps_issue_stalled_(\w+)_per_issue_active.ratio\s+\S+\s+([\d.]+)", l)
+    if m and float(m.group(2)) >= 0.05: print(f"   stall {m.group(1)}: {m.group(2)}")
+PY
+fi
+
+# --- GPU memory at 32k context
+if has mem && [ "$(rc_of gen)" = 0 ]; then
+    timeout 120 $B/cuda_probe "$M" mem 32768 >"$OUT/mem.log" 2>&1 &
+    bp=$!; peak=0
+    while kill -0 $bp 2>/dev/null; do
+        u=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1); [ "$u" -gt "$peak" ] && peak=$u; sleep 0.3
+    done
+    log "mem 32k: peak nvidia-smi memory.used $peak MiB; $(tail -3 "$OUT/mem.log" | tr '\n' ' ')"
+fi
+
+# --- transformers on the same checkpoint (logits + speed)
+if has tf && [ "$(rc_of gen)" = 0 ]; then
+    PYTHONUNBUFFERED=1 timeout 400 python3 tools/transformers_compare.py --model "$M" --probe $B/cuda_probe \
+        --json "$OUT/tf.json" --work /dev/shm/tfwork >"$OUT/tf.log" 2>&1
+    log "transformers compare rc=$?"; tail -25 "$OUT/tf.log" | tee -a "$SUM"
+fi
+
+# --- 120b: generate into /dev/shm (after dropping the 20b) and bench
+if has b120; then
+    rm -rf "$M"
+    M120=/dev/shm/m120; t0=$SECONDS
+    timeout 420 $B/gen_checkpoint --preset 120b --out $M120 --seed 1 >"$OUT/gen120.log" 2>&1
+    log "gen 120b: rc=$? $((SECONDS - t0)) s $(du -sh $M120 | cut -f1)"
+    timeout 150 $B/gptoss bench -m $M120 -p 512 -n 128 -r 2 --device cuda --json >"$OUT/bench_120b.json" 2>"$OUT/bench_120b.err"
+    log "bench 120b: rc=$? $(tr -d '\n' <"$OUT/bench_120b.json" | grep -oE '"(decode_tok_s|prompt_tok_s|achieved_gb_s)": *[0-9.]+' | tr '\n' ' ')"
+fi
+# --- SASS opcode histograms of the decode kernels (cuobjdump exists there)
+if has sass; then
+    CUOBJ=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)
+    for f in cuda_moe_decode_v4 cuda_moe_decode_v3 cuda_kernels cuda_decode; do
+        [ -n "$CUOBJ" ] && [ -f $B/src/cuda/$f.o ] && "$CUOBJ" -sass $B/src/cuda/$f.o >"$OUT/sass_$f.txt" 2>/dev/null
+    done
+    log "sass dumped"
+fi
+log "done"
+cd "$OUT" && tar czf /tmp/run.tgz --exclude summary.txt . && find . -type f ! -name summary.txt -delete && mv /tmp/run.tgz .
