@@ -140,8 +140,8 @@ void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const floa
                         const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                         int k, int H, int I, cudaStream_t s);
 
-/* Versions 2..4 of the two decode MoE kernels (cuda_moe_decode_v2.cu ..
- * _v4.cu), chosen by GPTOSS_CUDA_MOE_DECODE=v1..v4 at init (default v4) or cu_moe_decode_set_variant. Same arguments; they return 0
+/* Versions 2..5 of the two decode MoE kernels (cuda_moe_decode_v2.cu ..
+ * _v5.cu), chosen by GPTOSS_CUDA_MOE_DECODE=v1..v5 at init (default v4) or cu_moe_decode_set_variant. Same arguments; they return 0
  * without launching when the shape is not covered (the launcher then tries
  * the next older version). */
 void cu_moe_decode_v2_init(void);
@@ -168,7 +168,19 @@ int cu_moe_gate_up_decode_v4(const uint8_t *blocks, const uint8_t *scales, const
 int cu_moe_down_decode_v4(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                           const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                           int k, int H, int I, cudaStream_t s);
-/* 1..4: the decode MoE kernel version used from now on (overrides the
+void cu_moe_decode_v5_init(void);
+/* Scratch of the v5 down kernel for up to T tokens x k experts x H rows (call
+ * before capturing a graph); -1 when the allocation failed (v5's down kernel
+ * then falls back to v4). */
+int cu_moe_decode_v5_reserve(int T, int k, int H);
+int cu_moe_gate_up_decode_v5(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                             const float *h, const float *norm_w, const float *logits, int E,
+                             int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
+                             float limit, float alpha, cudaStream_t s);
+int cu_moe_down_decode_v5(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                          const float *act, const int *sel_e, const float *sel_w, float *x, int T,
+                          int k, int H, int I, cudaStream_t s);
+/* 1..5: the decode MoE kernel version used from now on (overrides the
  * environment); returns the previous one. */
 int cu_moe_decode_set_variant(int v);
 

@@ -65,17 +65,18 @@ static void resolve_variant(void) {
     if (!g_moe_variant) {
         const char *v = getenv("GPTOSS_CUDA_MOE_DECODE");
         /* v4 (rows split in three parts, 24 warps per SM) is the default:
-         * 441.6 tok/s on the 20b against 423.0 for v3 (cp.async-staged
-         * weights) and 394.7 for v2 (register-resident inputs, byte-permute
-         * table lookups). */
-        g_moe_variant = !v ? 4 : !strcmp(v, "v1") ? 1 : !strcmp(v, "v2") ? 2 : !strcmp(v, "v3") ? 3 : 4;
+         * 443 tok/s on the 20b against 408-410 for v5 (tensor cores, one
+         * warp per 16-row tile), 421-423 for v3 (cp.async-staged weights)
+         * and 395 for v2 (register-resident inputs, byte-permute lookups). */
+        g_moe_variant = !v ? 4 : !strcmp(v, "v1") ? 1 : !strcmp(v, "v2") ? 2 : !strcmp(v, "v3") ? 3
+                      : !strcmp(v, "v5") ? 5 : 4;
     }
 }
 
 int cu_moe_decode_set_variant(int v) {
     resolve_variant();
     int old = g_moe_variant;
-    g_moe_variant = v >= 1 && v <= 4 ? v : 4;
+    g_moe_variant = v >= 1 && v <= 5 ? v : 5;
     return old;
 }
 
@@ -229,7 +230,11 @@ void cu_moe_gate_up_decode(const uint8_t *blocks, const uint8_t *scales, const f
                            const float *h, const float *norm_w, float eps, const float *logits,
                            int E, int *sel_e, float *sel_w, float *act, int T, int k, int H,
                            int I, float limit, float alpha, cudaStream_t s) {
-    if (g_moe_variant == 4 && cu_moe_gate_up_decode_v4(blocks, scales, bias, h, norm_w, logits, E,
+    if (g_moe_variant == 5 && cu_moe_gate_up_decode_v5(blocks, scales, bias, h, norm_w, logits, E,
+                                                       sel_e, sel_w, act, T, k, H, I, limit,
+                                                       alpha, s))
+        return;
+    if (g_moe_variant >= 4 && cu_moe_gate_up_decode_v4(blocks, scales, bias, h, norm_w, logits, E,
                                                        sel_e, sel_w, act, T, k, H, I, limit,
                                                        alpha, s))
         return;
@@ -340,6 +345,7 @@ void cu_moe_decode_init(void) {
     cu_moe_decode_v2_init();
     cu_moe_decode_v3_init();
     cu_moe_decode_v4_init();
+    cu_moe_decode_v5_init();
     cudaFuncSetAttribute(k_moe_down, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) == cudaSuccess &&
@@ -351,7 +357,10 @@ void cu_moe_decode_init(void) {
 void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                         const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                         int k, int H, int I, cudaStream_t s) {
-    if (g_moe_variant == 4 &&
+    if (g_moe_variant == 5 &&
+        cu_moe_down_decode_v5(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I, s))
+        return;
+    if (g_moe_variant >= 4 &&
         cu_moe_down_decode_v4(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I, s))
         return;
     if (g_moe_variant >= 3 &&
