@@ -19,7 +19,7 @@ mkdir -p "$OUT"
 B=${B:-build-final}
 M=${M:-/dev/shm/m20}
 STAGES=${STAGES:-"parity bench"}
-VARIANTS=${VARIANTS:-"default= pdl=GPTOSS_CUDA_PDL=1 v3=GPTOSS_CUDA_MOE_DECODE=v3 default2="}
+VARIANTS=${VARIANTS:-"default= pdl=GPTOSS_CUDA_PDL=1 v5=GPTOSS_CUDA_MOE_DECODE=v5 v1=GPTOSS_CUDA_MOE_DECODE=v1 default2="}
 SUM=$OUT/summary.txt
 : >"$SUM"
 log() { echo "[$(date -u +%T) +$SECONDS s] $*" | tee -a "$SUM"; }
@@ -54,13 +54,13 @@ fi
 if has parity; then
     (BUILD=$B timeout 240 $B/tests/test_cuda_parity >"$OUT/parity.log" 2>&1; echo $? >"$OUT/parity.rc") &
     pids="$pids $!"
-    (BUILD=$B GPTOSS_CUDA_MOE_TAB=f2 GPTOSS_CUDA_PDL=1 timeout 240 $B/tests/test_cuda_parity >"$OUT/parity_f2.log" 2>&1
-     echo $? >"$OUT/parity_f2.rc") &
+    (BUILD=$B GPTOSS_CUDA_PDL=1 timeout 240 $B/tests/test_cuda_parity >"$OUT/parity_pdl.log" 2>&1
+     echo $? >"$OUT/parity_pdl.rc") &
     pids="$pids $!"
 fi
 wait $pids
 if has parity; then
-    for p in parity parity_f2; do
+    for p in parity parity_pdl; do
         log "$p: rc=$(rc_of $p); $(grep -cE '^\[       OK \]' "$OUT/$p.log") ok, $(grep -cE '^\[  FAILED  \] [a-z]' "$OUT/$p.log") failed"
     done
     grep -E "FAIL|rel err.* v3|forward|fixture" "$OUT/parity.log" | head -40 >>"$SUM"

@@ -41,8 +41,8 @@ typedef struct {
  * call pdl_wait() before such accesses. g_cu_pdl: 1 when enabled (compute
  * capability >= 9 and GPTOSS_CUDA_PDL=1); set by cu_kernels_init. Off by
  * default: with the v4 MoE kernels (768 threads, ~227 KB of shared memory a
- * block) the 20b decoded 439-441 tok/s with it and 446 without; with v3 it
- * had gained 4 %. */
+ * block) the 20b decoded 439-441 tok/s with it and 446 without; with the
+ * 256-thread kernels of the removed v3 it had gained 4 %. */
 extern int g_cu_pdl;
 
 template <typename... KArgs, typename... Args>
@@ -140,26 +140,10 @@ void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const floa
                         const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                         int k, int H, int I, cudaStream_t s);
 
-/* Versions 2..5 of the two decode MoE kernels (cuda_moe_decode_v2.cu ..
- * _v5.cu), chosen by GPTOSS_CUDA_MOE_DECODE=v1..v5 at init (default v4) or cu_moe_decode_set_variant. Same arguments; they return 0
- * without launching when the shape is not covered (the launcher then tries
- * the next older version). */
-void cu_moe_decode_v2_init(void);
-int cu_moe_gate_up_decode_v2(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                             const float *h, const float *norm_w, const float *logits, int E,
-                             int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
-                             float limit, float alpha, cudaStream_t s);
-int cu_moe_down_decode_v2(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                          const float *act, const int *sel_e, const float *sel_w, float *x, int T,
-                          int k, int H, int I, cudaStream_t s);
-void cu_moe_decode_v3_init(void);
-int cu_moe_gate_up_decode_v3(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                             const float *h, const float *norm_w, const float *logits, int E,
-                             int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
-                             float limit, float alpha, cudaStream_t s);
-int cu_moe_down_decode_v3(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                          const float *act, const int *sel_e, const float *sel_w, float *x, int T,
-                          int k, int H, int I, cudaStream_t s);
+/* Versions 4 and 5 of the two decode MoE kernels (cuda_moe_decode_v4.cu,
+ * _v5.cu), chosen by GPTOSS_CUDA_MOE_DECODE=v1|v4|v5 at init (default v4)
+ * or cu_moe_decode_set_variant. Same arguments; they return 0 without
+ * launching when the shape is not covered (the launcher then runs v1). */
 void cu_moe_decode_v4_init(void);
 int cu_moe_gate_up_decode_v4(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                              const float *h, const float *norm_w, const float *logits, int E,
@@ -180,7 +164,7 @@ int cu_moe_gate_up_decode_v5(const uint8_t *blocks, const uint8_t *scales, const
 int cu_moe_down_decode_v5(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                           const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                           int k, int H, int I, cudaStream_t s);
-/* 1..5: the decode MoE kernel version used from now on (overrides the
+/* 1, 4 or 5: the decode MoE kernel version used from now on (overrides the
  * environment); returns the previous one. */
 int cu_moe_decode_set_variant(int v);
 

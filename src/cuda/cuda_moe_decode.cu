@@ -57,26 +57,24 @@ __device__ __forceinline__ void read_block_x(const float4 *xs, int NB, int b, fl
 #define PRE 3 /* blocks per lane whose loads are issued together (rows up to 3072 wide) */
 
 static int g_blocks_per_wave = 264; /* 2 blocks of 256 threads per SM; set at init */
-/* decode kernel version 1, 2 or 3 (GPTOSS_CUDA_MOE_DECODE=v1|v2|v3, read at
- * the first init; cu_moe_decode_set_variant overrides); 0 = not decided yet */
+/* decode kernel version 1, 4 or 5 (GPTOSS_CUDA_MOE_DECODE=v1|v4|v5, read at
+ * the first init; cu_moe_decode_set_variant overrides); 0 = not decided yet.
+ * v4 (cuda_moe_decode_v4.cu) is the default: 443 tok/s on the 20b against
+ * 408-410 for v5 (tensor cores) and 397 for v1 (this file). Versions 2 and 3
+ * (395 and 421-423 tok/s) were removed; docs/CUDA_NOTES.md has their story. */
 static int g_moe_variant = 0;
 
 static void resolve_variant(void) {
     if (!g_moe_variant) {
         const char *v = getenv("GPTOSS_CUDA_MOE_DECODE");
-        /* v4 (rows split in three parts, 24 warps per SM) is the default:
-         * 443 tok/s on the 20b against 408-410 for v5 (tensor cores, one
-         * warp per 16-row tile), 421-423 for v3 (cp.async-staged weights)
-         * and 395 for v2 (register-resident inputs, byte-permute lookups). */
-        g_moe_variant = !v ? 4 : !strcmp(v, "v1") ? 1 : !strcmp(v, "v2") ? 2 : !strcmp(v, "v3") ? 3
-                      : !strcmp(v, "v5") ? 5 : 4;
+        g_moe_variant = !v ? 4 : !strcmp(v, "v1") ? 1 : !strcmp(v, "v5") ? 5 : 4;
     }
 }
 
 int cu_moe_decode_set_variant(int v) {
     resolve_variant();
     int old = g_moe_variant;
-    g_moe_variant = v >= 1 && v <= 5 ? v : 5;
+    g_moe_variant = v == 1 || v == 5 ? v : 4;
     return old;
 }
 
@@ -238,14 +236,6 @@ void cu_moe_gate_up_decode(const uint8_t *blocks, const uint8_t *scales, const f
                                                        sel_e, sel_w, act, T, k, H, I, limit,
                                                        alpha, s))
         return;
-    if (g_moe_variant >= 3 && cu_moe_gate_up_decode_v3(blocks, scales, bias, h, norm_w, logits, E,
-                                                       sel_e, sel_w, act, T, k, H, I, limit,
-                                                       alpha, s))
-        return;
-    if (g_moe_variant >= 2 && cu_moe_gate_up_decode_v2(blocks, scales, bias, h, norm_w, logits, E,
-                                                       sel_e, sel_w, act, T, k, H, I, limit,
-                                                       alpha, s))
-        return;
     int bx = (g_blocks_per_wave + T * k - 1) / (T * k), need = (I + 7) / 8;
     if (bx > need) bx = need;
     if (bx < 1) bx = 1;
@@ -342,8 +332,6 @@ __global__ void __launch_bounds__(256, 2) k_moe_down(const uint8_t *__restrict__
 
 void cu_moe_decode_init(void) {
     resolve_variant();
-    cu_moe_decode_v2_init();
-    cu_moe_decode_v3_init();
     cu_moe_decode_v4_init();
     cu_moe_decode_v5_init();
     cudaFuncSetAttribute(k_moe_down, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
@@ -362,12 +350,6 @@ void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const floa
         return;
     if (g_moe_variant >= 4 &&
         cu_moe_down_decode_v4(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I, s))
-        return;
-    if (g_moe_variant >= 3 &&
-        cu_moe_down_decode_v3(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I, s))
-        return;
-    if (g_moe_variant >= 2 &&
-        cu_moe_down_decode_v2(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I, s))
         return;
     int bx = (g_blocks_per_wave + T - 1) / T, need = (H + 7) / 8;
     if (bx > need) bx = need;

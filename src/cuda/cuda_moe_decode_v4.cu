@@ -1,14 +1,16 @@
 /* cuda_moe_decode_v4.cu - fourth version of the MXFP4 decode expert kernels
- * (the default; GPTOSS_CUDA_MOE_DECODE=v3|v2|v1 selects an older one).
+ * (the default; GPTOSS_CUDA_MOE_DECODE=v5|v1 selects another).
  *
- * Same math as the older versions in fp32 (exact E2M1 x 2^(s-127) weights,
+ * Same math as v1 in fp32 (exact E2M1 x 2^(s-127) weights,
  * fp32 inputs, fp32 accumulation); what changes is the parallelism. ncu on the
- * 20b showed v3 issue-latency bound: 8 warps per SM (96 input floats per lane
+ * 20b showed the previous version (v3, removed: one warp per row pair over
+ * the whole K) issue-latency bound: 8 warps per SM (96 input floats per lane
  * in registers) issued 0.4 instructions per cycle per scheduler. Here each
  * row is split in three parts of 32 blocks (K <= 3072): a warp's lane owns
  * ONE block of its part (32 input floats in registers), so a 768-thread block
  * (24 warps, 6 per scheduler) fits in the register file. A warp walks row
- * pairs of its part through S cp.async stages (as v3); the three partial
+ * pairs of its part through S cp.async stages (each lane copies the blocks
+ * it reads; the scale bytes are shared through the stage, hence __syncwarp); the three partial
  * sums of a row meet in shared memory and are added in a fixed order
  * (deterministic), then the epilogue applies bias + SwiGLU (gate_up) or the
  * routing weights + residual (down).
@@ -17,7 +19,7 @@
  *          token/expert pair; warp w: part w % 3, pairs i0 + w/3 + 8n.
  * down:    grid (bx, T); block = a row range for all k experts; 24 warps =
  *          k experts x 3 parts x (8/k) row groups (k in 1, 2, 4, 8).
- * Other shapes return 0 and the caller runs v3.
+ * Other shapes return 0 and the caller runs v1.
  */
 #include "cuda_moe_common.cuh"
 
@@ -31,7 +33,7 @@
  * part (from a 4-byte aligned start: up to 36 bytes, 48 reserved per row). */
 #define V4_SB (2 * 32 * 16 + 2 * 48)
 
-static int g_v4_sms = 132, g_v4_smem_max = 48 * 1024, g_v4_bf = 1;
+static int g_v4_sms = 132, g_v4_smem_max = 48 * 1024;
 
 /* Copies blocks [pb, pb+nbp) of rows row, row+1 (row+1 only when two) and
  * their scale bytes into the stage at shared address sa. Lane l copies block
@@ -40,8 +42,8 @@ __device__ __forceinline__ void v4_issue(uint32_t sa, const uint8_t *bm, const u
                                          size_t row, bool two, int NB, int pb, int nbp, int lane) {
     size_t rowbytes = (size_t)NB * 16;
     if (lane < nbp) {
-        v3_cp16(sa + (uint32_t)(lane * 16), bm + row * rowbytes + (size_t)(pb + lane) * 16, 16);
-        v3_cp16(sa + (uint32_t)(512 + lane * 16), bm + (row + (two ? 1 : 0)) * rowbytes + (size_t)(pb + lane) * 16,
+        moe_cp16(sa + (uint32_t)(lane * 16), bm + row * rowbytes + (size_t)(pb + lane) * 16, 16);
+        moe_cp16(sa + (uint32_t)(512 + lane * 16), bm + (row + (two ? 1 : 0)) * rowbytes + (size_t)(pb + lane) * 16,
                 two ? 16 : 0);
     }
     /* scales: lanes 0..8 row 0, lanes 16..24 row 1; word w covers bytes
@@ -52,12 +54,11 @@ __device__ __forceinline__ void v4_issue(uint32_t sa, const uint8_t *bm, const u
     size_t wb = a + 4 * (size_t)w;
     if (w < 9 && wb < end) {
         int n = end - wb < 4 ? (int)(end - wb) : 4;
-        v3_cp4(sa + (uint32_t)(1024 + g * 48 + 4 * w), sm + wb, n);
+        moe_cp4(sa + (uint32_t)(1024 + g * 48 + 4 * w), sm + wb, n);
     }
 }
 
 /* Per-lane dot products of the stage's two rows with this lane's block. */
-template <bool BF>
 __device__ __forceinline__ void v4_dot_stage(const unsigned char *st, const float (&x)[32],
                                              const unsigned char *tab, uint32_t lb, size_t row,
                                              int NB, int pb, int nbp, int lane, float (&acc)[2]) {
@@ -69,7 +70,7 @@ __device__ __forceinline__ void v4_dot_stage(const unsigned char *st, const floa
             uint4 q = *reinterpret_cast<const uint4 *>(st + g * 512 + lane * 16);
             size_t start = (row + g) * (size_t)NB + pb;
             uint32_t sc = st[1024 + g * 48 + (int)(start & 3) + lane];
-            acc[g] = v3_block_dot<BF>(q, x, tab, lb) * e8m0_scale(sc);
+            acc[g] = moe_block_dot(q, x, tab, lb) * e8m0_scale(sc);
         }
     }
 }
@@ -83,20 +84,20 @@ __device__ __forceinline__ void v4_load_x(float (&x)[32], const float *v, int b,
     }
 }
 
-/* grid (bx, T*k), 768 threads, smem V3_TAB_BYTES + 24*S*V4_SB + 3*2*PR floats.
+/* grid (bx, T*k), 768 threads, smem MOE_TAB_BYTES + 24*S*V4_SB + 3*2*PR floats.
  * Block bx: pairs [bx*PR, min(I, bx*PR + PR)). */
-template <int S, bool BF>
+template <int S>
 __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
     const uint8_t *__restrict__ blocks, const uint8_t *__restrict__ scales,
     const float *__restrict__ bias, const float *__restrict__ h, const float *__restrict__ logits,
     int E, int *sel_e, float *sel_w, float *__restrict__ act, int k, int H, int I, float limit,
     float alpha, int PR) {
     extern __shared__ __align__(16) unsigned char v4_smem[];
-    float *part = reinterpret_cast<float *>(v4_smem + V3_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB); /* [3][2*PR] */
+    float *part = reinterpret_cast<float *>(v4_smem + MOE_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB); /* [3][2*PR] */
     int pair_idx = blockIdx.y; /* t*k + j */
     int t = pair_idx / k, jsel = pair_idx % k;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v3_build_tab<BF>(v4_smem);
+    moe_build_tab(v4_smem);
     pdl_trigger();
     pdl_wait(); /* router logits / selection and h come from the predecessor */
     int e;
@@ -121,27 +122,27 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
     size_t rowbytes = (size_t)NB * 16;
     const uint8_t *bexp = blocks + (size_t)e * 2 * I * rowbytes;
     const uint8_t *sexp = scales + (size_t)e * 2 * I * NB;
-    unsigned char *stages = v4_smem + V3_TAB_BYTES + (size_t)warp * S * V4_SB;
+    unsigned char *stages = v4_smem + MOE_TAB_BYTES + (size_t)warp * S * V4_SB;
     uint32_t sbase = (uint32_t)__cvta_generic_to_shared(stages);
 #pragma unroll
     for (int s = 0; s < S - 1; s++) {
         if (s < n_items) v4_issue(sbase + s * V4_SB, bexp, sexp, 2 * (size_t)(first + 8 * s), true, NB, pb, nbp, lane);
-        v3_commit();
+        moe_commit();
     }
     float x[32];
     v4_load_x(x, h + (size_t)t * H, pb + lane, NB);
     __syncthreads(); /* the table */
-    uint32_t lb = (uint32_t)lane * (BF ? 4u : 8u);
+    uint32_t lb = (uint32_t)lane * 4u;
     for (int n = 0; n < n_items; n++) {
-        v3_wait<S - 2>();
+        moe_wait<S - 2>();
         __syncwarp();
         int nn = n + S - 1;
         if (nn < n_items)
             v4_issue(sbase + (nn % S) * V4_SB, bexp, sexp, 2 * (size_t)(first + 8 * nn), true, NB, pb, nbp, lane);
-        v3_commit();
+        moe_commit();
         int i = first + 8 * n;
         float acc[2];
-        v4_dot_stage<BF>(stages + (n % S) * V4_SB, x, v4_smem, lb, 2 * (size_t)i, NB, pb, nbp, lane, acc);
+        v4_dot_stage(stages + (n % S) * V4_SB, x, v4_smem, lb, 2 * (size_t)i, NB, pb, nbp, lane, acc);
         acc[0] = warp_sum(acc[0]);
         acc[1] = warp_sum(acc[1]);
         if (lane == 0) {
@@ -150,7 +151,7 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
         }
         __syncwarp(); /* every lane is done with stage n % S before it is refilled */
     }
-    v3_wait<0>();
+    moe_wait<0>();
     __syncthreads();
     const float *be = bias + (size_t)e * 2 * I;
     float *out = act + (size_t)pair_idx * I;
@@ -166,22 +167,22 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
     }
 }
 
-/* grid (bx, T), 768 threads, smem V3_TAB_BYTES + 24*S*V4_SB + k*3*RB floats.
+/* grid (bx, T), 768 threads, smem MOE_TAB_BYTES + 24*S*V4_SB + k*3*RB floats.
  * Block rows [r0, r0+RB). Warp w: expert j = w / (3G), part (w % 3G) % 3,
  * row group (w % 3G) / 3 of G = 8/k; the group walks row pairs
  * r0 + 2*(grp + G*n). */
-template <int S, bool BF>
+template <int S>
 __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
     const uint8_t *__restrict__ blocks, const uint8_t *__restrict__ scales,
     const float *__restrict__ bias, const float *__restrict__ act, const int *__restrict__ sel_e,
     const float *__restrict__ sel_w, float *x, int k, int H, int I, int RB) {
     extern __shared__ __align__(16) unsigned char v4_smem[];
-    float *part = reinterpret_cast<float *>(v4_smem + V3_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB); /* [k][3][RB] */
+    float *part = reinterpret_cast<float *>(v4_smem + MOE_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB); /* [k][3][RB] */
     int t = blockIdx.y;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int G = 8 / k, j = warp / (3 * G), rem = warp % (3 * G), p = rem % 3, grp = rem / 3;
     int r0 = blockIdx.x * RB, r1 = min(H, r0 + RB);
-    v3_build_tab<BF>(v4_smem);
+    moe_build_tab(v4_smem);
     pdl_trigger();
     pdl_wait(); /* selection, activations and x come from the predecessors */
     int NB = I / 32, pb = p * 32, nbp = min(32, NB - pb);
@@ -191,7 +192,7 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
     const uint8_t *sexp = scales + (size_t)e * H * NB;
     int first = r0 + 2 * grp, step = 2 * G;
     int n_items = nbp > 0 && first < r1 ? (r1 - 1 - first) / step + 1 : 0;
-    unsigned char *stages = v4_smem + V3_TAB_BYTES + (size_t)warp * S * V4_SB;
+    unsigned char *stages = v4_smem + MOE_TAB_BYTES + (size_t)warp * S * V4_SB;
     uint32_t sbase = (uint32_t)__cvta_generic_to_shared(stages);
 #pragma unroll
     for (int s = 0; s < S - 1; s++) {
@@ -199,25 +200,25 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
             int r = first + s * step;
             v4_issue(sbase + s * V4_SB, bexp, sexp, (size_t)r, r + 1 < r1, NB, pb, nbp, lane);
         }
-        v3_commit();
+        moe_commit();
     }
     float xv[32];
     v4_load_x(xv, act + ((size_t)t * k + j) * I, pb + lane, NB);
     __syncthreads(); /* the table */
-    uint32_t lb = (uint32_t)lane * (BF ? 4u : 8u);
+    uint32_t lb = (uint32_t)lane * 4u;
     float *pj = part + ((size_t)j * 3 + p) * RB; /* row r at pj[r - r0] */
     for (int n = 0; n < n_items; n++) {
-        v3_wait<S - 2>();
+        moe_wait<S - 2>();
         __syncwarp();
         int nn = n + S - 1;
         if (nn < n_items) {
             int r = first + nn * step;
             v4_issue(sbase + (nn % S) * V4_SB, bexp, sexp, (size_t)r, r + 1 < r1, NB, pb, nbp, lane);
         }
-        v3_commit();
+        moe_commit();
         int r = first + n * step;
         float acc[2];
-        v4_dot_stage<BF>(stages + (n % S) * V4_SB, xv, v4_smem, lb, (size_t)r, NB, pb, nbp, lane, acc);
+        v4_dot_stage(stages + (n % S) * V4_SB, xv, v4_smem, lb, (size_t)r, NB, pb, nbp, lane, acc);
         acc[0] = warp_sum(acc[0]);
         acc[1] = warp_sum(acc[1]);
         if (lane == 0) {
@@ -226,7 +227,7 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
         }
         __syncwarp();
     }
-    v3_wait<0>();
+    moe_wait<0>();
     __syncthreads();
     int np = NB > 64 ? 3 : NB > 32 ? 2 : 1;
     for (int rr = r0 + threadIdx.x; rr < r1; rr += blockDim.x) {
@@ -243,10 +244,8 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
 }
 
 template <int S> static void v4_config(void) {
-    cudaFuncSetAttribute(k_moe_gate_up_v4<S, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_v4_smem_max);
-    cudaFuncSetAttribute(k_moe_down_v4<S, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_v4_smem_max);
-    cudaFuncSetAttribute(k_moe_gate_up_v4<S, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_v4_smem_max);
-    cudaFuncSetAttribute(k_moe_down_v4<S, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_v4_smem_max);
+    cudaFuncSetAttribute(k_moe_gate_up_v4<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_v4_smem_max);
+    cudaFuncSetAttribute(k_moe_down_v4<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_v4_smem_max);
 }
 
 void cu_moe_decode_v4_init(void) {
@@ -259,8 +258,6 @@ void cu_moe_decode_v4_init(void) {
     }
     g_v4_smem_max = optin;
     g_v4_sms = sms;
-    const char *tb = getenv("GPTOSS_CUDA_MOE_TAB"); /* f2: float2 table (LDS.64), else bf16x2 */
-    g_v4_bf = !(tb && !strcmp(tb, "f2"));
     v4_config<3>(); v4_config<4>(); v4_config<5>(); v4_config<6>();
     cudaGetLastError();
 }
@@ -268,7 +265,7 @@ void cu_moe_decode_v4_init(void) {
 /* The deepest pipeline (<= 6 stages) that fits next to the table and `extra` bytes. */
 static int v4_pick_stages(size_t extra) {
     for (int S = 6; S >= 3; S--)
-        if (V3_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB + extra <= (size_t)g_v4_smem_max) return S;
+        if (MOE_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB + extra <= (size_t)g_v4_smem_max) return S;
     return 0;
 }
 
@@ -287,14 +284,12 @@ int cu_moe_gate_up_decode_v4(const uint8_t *blocks, const uint8_t *scales, const
     size_t extra = (size_t)V4_PARTS * 2 * PR * sizeof(float);
     int S = v4_pick_stages(extra);
     if (!S) return 0;
-    size_t smem = V3_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB + extra;
+    size_t smem = MOE_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB + extra;
     dim3 grid(bx, P);
-#define GU(SS) if (g_v4_bf) GU2(SS, true); else GU2(SS, false)
-#define GU2(SS, BB) cu_launch(k_moe_gate_up_v4<SS, BB>, grid, dim3(V4_THREADS), smem, s, blocks, scales, bias, h, \
+#define GU(SS) cu_launch(k_moe_gate_up_v4<SS>, grid, dim3(V4_THREADS), smem, s, blocks, scales, bias, h, \
                          logits, E, sel_e, sel_w, act, k, H, I, limit, alpha, PR)
     switch (S) { case 6: GU(6); break; case 5: GU(5); break; case 4: GU(4); break; default: GU(3); break; }
 #undef GU
-#undef GU2
     return 1;
 }
 
@@ -313,13 +308,11 @@ int cu_moe_down_decode_v4(const uint8_t *blocks, const uint8_t *scales, const fl
     size_t extra = (size_t)k * V4_PARTS * RB * sizeof(float);
     int S = v4_pick_stages(extra);
     if (!S) return 0;
-    size_t smem = V3_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB + extra;
+    size_t smem = MOE_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB + extra;
     dim3 grid(bx, T);
-#define DN(SS) if (g_v4_bf) DN2(SS, true); else DN2(SS, false)
-#define DN2(SS, BB) cu_launch(k_moe_down_v4<SS, BB>, grid, dim3(V4_THREADS), smem, s, blocks, scales, bias, act, \
+#define DN(SS) cu_launch(k_moe_down_v4<SS>, grid, dim3(V4_THREADS), smem, s, blocks, scales, bias, act, \
                          sel_e, sel_w, x, k, H, I, RB)
     switch (S) { case 6: DN(6); break; case 5: DN(5); break; case 4: DN(4); break; default: DN(3); break; }
 #undef DN
-#undef DN2
     return 1;
 }

@@ -9,7 +9,7 @@
  * Why: ncu showed v4 issue-bound at 5.2 instructions per weight (a table
  * lookup, two unpacks and two FFMAs per code pair, plus the row reductions).
  * Here a byte of codes becomes an A-fragment register (bf16x2) through the
- * per-lane table of v3/v4, and one MMA multiplies 16 rows x 16 k. The input
+ * per-lane table of v4, and one MMA multiplies 16 rows x 16 k. The input
  * enters as the B operand split into bf16 hi + lo columns (x = hi + lo to
  * ~16 bits, as in the prefill GEMMs): column 0 gives W.hi, column 1 W.lo.
  * The E8M0 scale multiplies each 32-k block's fp32 partial sum.
@@ -38,7 +38,7 @@
 #define V5_MAXW 16                     /* warps per block */
 #define V5_MAXNB 96                    /* blocks per row (K <= 3072) */
 #define V5_BBYTES (V5_MAXNB * 8 * 16)  /* B fragments: [block][lane 0..7][4 words] */
-#define V5_SMEM (V3_TAB_BYTES + V5_BBYTES + V5_MAXW * V5_STAGES * V5_SB + 16) /* + is_last */
+#define V5_SMEM (MOE_TAB_BYTES + V5_BBYTES + V5_MAXW * V5_STAGES * V5_SB + 16) /* + is_last */
 
 static int g_v5_sms = 132, g_v5_ok = 0;
 /* Scratch of the down kernel, shared by the process's backends (one stream
@@ -85,7 +85,7 @@ __device__ __forceinline__ void v5_issue(uint32_t sa, const uint8_t *bm, const u
         int idx = lane + 32 * i, r = idx >> 2, b = idx & 3;
         if (b < nkb) {
             bool ok = row0 + r < nrows;
-            v3_cp16(sa + (uint32_t)(r * V5_RS + b * 16),
+            moe_cp16(sa + (uint32_t)(r * V5_RS + b * 16),
                     bm + ((size_t)(ok ? row0 + r : 0) * NB + kb0 + b) * 16, ok ? 16 : 0);
         }
     }
@@ -94,7 +94,7 @@ __device__ __forceinline__ void v5_issue(uint32_t sa, const uint8_t *bm, const u
         if (row0 + r < nrows) {
             size_t start = (size_t)(row0 + r) * NB + kb0, a = start & ~(size_t)3, end = start + nkb;
             size_t wb = a + 4 * (size_t)w;
-            if (wb < end) v3_cp4(sa + (uint32_t)(16 * V5_RS + r * 8 + 4 * w), sm + wb, end - wb < 4 ? (int)(end - wb) : 4);
+            if (wb < end) moe_cp4(sa + (uint32_t)(16 * V5_RS + r * 8 + 4 * w), sm + wb, end - wb < 4 ? (int)(end - wb) : 4);
         }
     }
 }
@@ -110,15 +110,15 @@ __device__ __forceinline__ void v5_tile(unsigned char *smem, const uint32_t *bs,
 #pragma unroll
     for (int s = 0; s < V5_STAGES - 1; s++) {
         if (s < nq) v5_issue(sbase + s * V5_SB, bm, sm, row0, nrows, NB, s, lane);
-        v3_commit();
+        moe_commit();
     }
     float acc0 = 0.0f, acc1 = 0.0f;
     for (int q = 0; q < nq; q++) {
-        v3_wait<V5_STAGES - 2>();
+        moe_wait<V5_STAGES - 2>();
         __syncwarp();
         int qq = q + V5_STAGES - 1;
         if (qq < nq) v5_issue(sbase + (qq % V5_STAGES) * V5_SB, bm, sm, row0, nrows, NB, qq, lane);
-        v3_commit();
+        moe_commit();
         const unsigned char *st = stages + (q % V5_STAGES) * V5_SB;
         const unsigned char *r0 = st + g * V5_RS, *r1 = st + (g + 8) * V5_RS;
         int kb0 = q * V5_KB;
@@ -141,7 +141,7 @@ __device__ __forceinline__ void v5_tile(unsigned char *smem, const uint32_t *bs,
         }
         __syncwarp(); /* every lane is done with this stage before it is refilled */
     }
-    v3_wait<0>();
+    moe_wait<0>();
     __syncwarp();
     out_g = acc0;
     out_g8 = acc1;
@@ -155,10 +155,10 @@ __global__ void __launch_bounds__(V5_MAXW * 32, 1) k_moe_gate_up_v5(
     int E, int *sel_e, float *sel_w, float *__restrict__ act, int k, int H, int I, float limit,
     float alpha, int TPB) {
     extern __shared__ __align__(16) unsigned char v5_smem[];
-    uint32_t *bs = reinterpret_cast<uint32_t *>(v5_smem + V3_TAB_BYTES);
+    uint32_t *bs = reinterpret_cast<uint32_t *>(v5_smem + MOE_TAB_BYTES);
     int pair_idx = blockIdx.y, t = pair_idx / k, jsel = pair_idx % k;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
-    v3_build_tab<true>(v5_smem);
+    moe_build_tab(v5_smem);
     pdl_trigger();
     pdl_wait(); /* router logits / selection and h come from the predecessor */
     int e;
@@ -178,7 +178,7 @@ __global__ void __launch_bounds__(V5_MAXW * 32, 1) k_moe_gate_up_v5(
     int NB = H / 32, N = 2 * I, ntiles = (N + 15) / 16;
     const uint8_t *bexp = blocks + (size_t)e * N * NB * 16;
     const uint8_t *sexp = scales + (size_t)e * N * NB;
-    unsigned char *stages = v5_smem + V3_TAB_BYTES + V5_BBYTES + (size_t)warp * V5_STAGES * V5_SB;
+    unsigned char *stages = v5_smem + MOE_TAB_BYTES + V5_BBYTES + (size_t)warp * V5_STAGES * V5_SB;
     uint32_t sbase = (uint32_t)__cvta_generic_to_shared(stages);
     int m1 = min(ntiles, (int)(blockIdx.x + 1) * TPB);
     int first = blockIdx.x * TPB + warp;
@@ -210,11 +210,11 @@ __global__ void __launch_bounds__(V5_MAXW * 32, 1) k_moe_down_v5(
     const float *__restrict__ sel_w, float *x, int k, int H, int I, int TPB, float *ypart,
     int *count) {
     extern __shared__ __align__(16) unsigned char v5_smem[];
-    uint32_t *bs = reinterpret_cast<uint32_t *>(v5_smem + V3_TAB_BYTES);
+    uint32_t *bs = reinterpret_cast<uint32_t *>(v5_smem + MOE_TAB_BYTES);
     int *is_last = reinterpret_cast<int *>(v5_smem + V5_SMEM - 16); /* past the last stage */
     int pair_idx = blockIdx.y, t = pair_idx / k;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
-    v3_build_tab<true>(v5_smem);
+    moe_build_tab(v5_smem);
     pdl_trigger();
     pdl_wait(); /* selection, activations and x come from the predecessors */
     int e = sel_e[pair_idx];
@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(V5_MAXW * 32, 1) k_moe_down_v5(
     int NB = I / 32, ntiles = (H + 15) / 16;
     const uint8_t *bexp = blocks + (size_t)e * H * NB * 16;
     const uint8_t *sexp = scales + (size_t)e * H * NB;
-    unsigned char *stages = v5_smem + V3_TAB_BYTES + V5_BBYTES + (size_t)warp * V5_STAGES * V5_SB;
+    unsigned char *stages = v5_smem + MOE_TAB_BYTES + V5_BBYTES + (size_t)warp * V5_STAGES * V5_SB;
     uint32_t sbase = (uint32_t)__cvta_generic_to_shared(stages);
     int m0 = blockIdx.x * TPB, m1 = min(ntiles, m0 + TPB);
     v5_build_b(bs, act + (size_t)pair_idx * I, NB);

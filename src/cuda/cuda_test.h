@@ -47,7 +47,7 @@ int cuda_test_moe(const uint8_t *gu_blocks, const uint8_t *gu_scales, const floa
                   const float *h, const float *router_logits, float *x, int T, int E, int k,
                   int H, int I, float limit, float alpha, int grouped);
 
-/* Selects the decode MoE kernel version used by cuda_test_moe (1..4, see
+/* Selects the decode MoE kernel version used by cuda_test_moe (1, 4 or 5, see
  * GPTOSS_CUDA_MOE_DECODE in cuda_moe_decode.cu); returns the previous one. */
 int cuda_test_moe_decode_variant(int version);
 
