@@ -7,8 +7,10 @@
 #   here:   B=build-final bash tools/device_prep.sh
 #   device: run(command="STAGES='parity bench' bash tools/device_run.sh", carry=["build-final"])
 #
-# STAGES (default "parity bench"): parity, bench, prof, mem, tf (transformers
-# in the same run, tools/transformers_compare.py), b120 (120b: generate + bench).
+# STAGES (default "parity bench"): parity, bench, prof (ncu kernel times), stall
+# (ncu stall reasons), mem, tf (transformers in the same run,
+# tools/transformers_compare.py), batch (1..64 sessions decoding together), sass,
+# b120 (120b: generate + bench).
 # VARIANTS: space-separated label=ENV1=a,ENV2=b items for the bench stage
 # (default below). Uses the carried binaries in $B (default build-final), or
 # builds natively when they do not start.
@@ -44,7 +46,7 @@ rc_of() { cat "$OUT/$1.rc" 2>/dev/null || echo "?"; }
 
 # --- the 20b checkpoint (CPU) in parallel with the parity runs (GPU)
 pids=
-if [ ! -f "$M/config.json" ] && { has bench || has prof || has mem || has tf; }; then
+if [ ! -f "$M/config.json" ] && { has bench || has prof || has stall || has mem || has tf || has batch; }; then
     (t0=$SECONDS; timeout 300 $B/gen_checkpoint --preset 20b --out "$M" --seed 1 >"$OUT/gen.log" 2>&1
      echo $? >"$OUT/gen.rc"; echo "gen 20b $((SECONDS - t0)) s" >>"$OUT/gen.log") &
     pids="$pids $!"
@@ -156,10 +158,18 @@ if has b120; then
     timeout 150 $B/gptoss bench -m $M120 -p 512 -n 128 -r 2 --device cuda --json >"$OUT/bench_120b.json" 2>"$OUT/bench_120b.err"
     log "bench 120b: rc=$? $(tr -d '\n' <"$OUT/bench_120b.json" | grep -oE '"(decode_tok_s|prompt_tok_s|achieved_gb_s)": *[0-9.]+' | tr '\n' ' ')"
 fi
+# --- batched decode: B sessions decoding together (gptoss_decode_batch)
+if has batch && [ "$(rc_of gen)" = 0 ]; then
+    for bsz in 1 4 16 64; do
+        timeout 120 $B/cuda_probe "$M" batch $bsz 32 >"$OUT/batch_$bsz.json" 2>>"$OUT/batch.err"
+        log "batch $bsz: rc=$? $(tr -d '\n' <"$OUT/batch_$bsz.json")"
+    done
+fi
+
 # --- SASS opcode histograms of the decode kernels (cuobjdump exists there)
 if has sass; then
     CUOBJ=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)
-    for f in cuda_moe_decode_v4 cuda_moe_decode_v3 cuda_kernels cuda_decode; do
+    for f in cuda_moe_decode_v4 cuda_moe_decode_v5 cuda_moe_gemm cuda_kernels cuda_decode; do
         [ -n "$CUOBJ" ] && [ -f $B/src/cuda/$f.o ] && "$CUOBJ" -sass $B/src/cuda/$f.o >"$OUT/sass_$f.txt" 2>/dev/null
     done
     log "sass dumped"
