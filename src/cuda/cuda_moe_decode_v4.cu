@@ -1,16 +1,16 @@
 /* cuda_moe_decode_v4.cu - fourth version of the MXFP4 decode expert kernels
  * (the default; GPTOSS_CUDA_MOE_DECODE=v5|v1 selects another).
  *
- * Same math as v1 in fp32 (exact E2M1 x 2^(s-127) weights,
- * fp32 inputs, fp32 accumulation); what changes is the parallelism. ncu on the
- * 20b showed the previous version (v3, removed: one warp per row pair over
- * the whole K) issue-latency bound: 8 warps per SM (96 input floats per lane
- * in registers) issued 0.4 instructions per cycle per scheduler. Here each
- * row is split in three parts of 32 blocks (K <= 3072): a warp's lane owns
- * ONE block of its part (32 input floats in registers), so a 768-thread block
- * (24 warps, 6 per scheduler) fits in the register file. A warp walks row
- * pairs of its part through S cp.async stages (each lane copies the blocks
- * it reads; the scale bytes are shared through the stage, hence __syncwarp); the three partial
+ * Same math as v1 in fp32 (exact E2M1 x 2^(s-127) weights, fp32 inputs, fp32
+ * accumulation); what changes is the parallelism. ncu on the 20b showed the
+ * previous version (v3, removed: one warp per row pair over the whole K)
+ * issue-latency bound: 8 warps per SM (96 input floats per lane in registers)
+ * issued 0.4 instructions per cycle per scheduler. Here each row is split in
+ * three parts of 32 blocks (K <= 3072): a warp's lane owns ONE block of its
+ * part (32 input floats in registers), so a 768-thread block (24 warps, 6 per
+ * scheduler) fits in the register file. A warp walks row pairs of its part
+ * through S cp.async stages (each lane copies the blocks it reads; the scale
+ * bytes are shared through the stage, hence __syncwarp); the three partial
  * sums of a row meet in shared memory and are added in a fixed order
  * (deterministic), then the epilogue applies bias + SwiGLU (gate_up) or the
  * routing weights + residual (down).
