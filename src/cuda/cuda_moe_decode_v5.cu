@@ -41,11 +41,12 @@
 #define V5_SMEM (MOE_TAB_BYTES + V5_BBYTES + V5_MAXW * V5_STAGES * V5_SB + 16) /* + is_last */
 
 static int g_v5_sms = 132, g_v5_ok = 0;
-/* Scratch of the down kernel, shared by the process's backends (one stream
- * at a time); every launch leaves the counters at 0. */
+/* Scratch of the down kernel, shared by the process's backends on one device
+ * (one stream at a time); every launch leaves the counters at 0. */
 static float *g_v5_ypart;              /* [T*k][H] */
 static int *g_v5_count;                /* [T][bx] */
 static size_t g_v5_ypart_n, g_v5_count_n;
+static int g_v5_dev = -1;              /* device the scratch lives on */
 
 static __device__ __forceinline__ uint32_t v5_bf16x2(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -275,21 +276,31 @@ void cu_moe_decode_v5_init(void) {
 
 int cu_moe_decode_v5_reserve(int T, int k, int H) {
     size_t yn = (size_t)T * k * H, cn = (size_t)T * g_v5_sms;
+    int dev = -1;
+    if (cudaGetDevice(&dev) != cudaSuccess) { cudaGetLastError(); return -1; }
+    if (dev != g_v5_dev) { /* another device's scratch is not usable here; it stays
+                            * allocated for that device's backend */
+        g_v5_ypart = NULL; g_v5_count = NULL; g_v5_ypart_n = g_v5_count_n = 0;
+    }
     if (yn <= g_v5_ypart_n && cn <= g_v5_count_n) return 0;
     if (yn < g_v5_ypart_n) yn = g_v5_ypart_n;
     if (cn < g_v5_count_n) cn = g_v5_count_n;
-    cudaFree(g_v5_ypart);
-    cudaFree(g_v5_count);
-    g_v5_ypart = NULL; g_v5_count = NULL; g_v5_ypart_n = g_v5_count_n = 0;
-    if (cudaMalloc(&g_v5_ypart, yn * sizeof(float)) || cudaMalloc(&g_v5_count, cn * sizeof(int)) ||
-        cudaMemset(g_v5_count, 0, cn * sizeof(int))) {
-        cudaFree(g_v5_ypart); cudaFree(g_v5_count);
-        g_v5_ypart = NULL; g_v5_count = NULL;
+    /* A larger scratch replaces the old one, which stays allocated: decode
+     * graphs captured earlier keep its address (a few hundred KB at most). */
+    float *yp = NULL;
+    int *cnt = NULL;
+    if (cudaMalloc(&yp, yn * sizeof(float)) || cudaMalloc(&cnt, cn * sizeof(int)) ||
+        cudaMemset(cnt, 0, cn * sizeof(int))) {
+        cudaFree(yp);
+        cudaFree(cnt);
         cudaGetLastError();
         return -1;
     }
+    g_v5_ypart = yp;
+    g_v5_count = cnt;
     g_v5_ypart_n = yn;
     g_v5_count_n = cn;
+    g_v5_dev = dev;
     return 0;
 }
 
@@ -329,7 +340,10 @@ int cu_moe_down_decode_v5(const uint8_t *blocks, const uint8_t *scales, const fl
         return 0;
     int P = T * k, bx, TPB, W;
     v5_grid((H + 15) / 16, P, &bx, &TPB, &W);
-    if (!g_v5_ypart || (size_t)P * H > g_v5_ypart_n || (size_t)T * bx > g_v5_count_n) return 0;
+    int dev = -1;
+    if (!g_v5_ypart || (size_t)P * H > g_v5_ypart_n || (size_t)T * bx > g_v5_count_n ||
+        cudaGetDevice(&dev) != cudaSuccess || dev != g_v5_dev)
+        return 0;
     cu_launch(k_moe_down_v5, dim3(bx, P), dim3(32 * W), (size_t)V5_SMEM, s, blocks, scales, bias, act,
               sel_e, sel_w, x, k, H, I, TPB, g_v5_ypart, g_v5_count);
     return 1;
