@@ -78,6 +78,12 @@ typedef struct {
 
 void gptoss_model_get_info(const gptoss_model *m, gptoss_model_info *info);
 
+/* Memory bandwidth of the model's device in GB/s (bytes read + written by a
+ * large device-to-device copy, best of a few; takes ~1 GB of free device
+ * memory for a moment). GPTOSS_ERR_UNSUPPORTED on the CPU backend, whose
+ * host bandwidth the caller measures itself. */
+gptoss_status gptoss_model_memory_bandwidth(gptoss_model *m, double *gb_s);
+
 /* ----------------------------------------------------------------- session
  * A session is one sequence and its KV cache. Tokens are appended; after an
  * append, the logits of the last appended token (or of every appended token)

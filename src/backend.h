@@ -46,6 +46,10 @@ typedef struct {
     gptoss_status (*forward)(backend *b, const backend_item *items, int n_items, float *logits);
     /* The slot now holds only its first n positions (n <= current length). */
     gptoss_status (*truncate)(backend *b, int slot, int n, int cur_len);
+    /* Optional (NULL: not measurable by the backend): the device's memory
+     * bandwidth in GB/s (1e9 bytes/s), bytes read plus bytes written by a
+     * large device-to-device copy, best of a few. */
+    gptoss_status (*mem_bandwidth)(backend *b, double *gb_s);
 } backend_ops;
 
 extern const backend_ops cpu_backend_ops;

@@ -166,6 +166,18 @@ void gptoss_model_get_info(const gptoss_model *m, gptoss_model_info *info) {
     info->bytes_per_token = weights_bytes_per_token(&m->w);
 }
 
+gptoss_status gptoss_model_memory_bandwidth(gptoss_model *m, double *gb_s) {
+    if (!m || !gb_s) return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "memory bandwidth: NULL argument");
+    *gb_s = 0.0;
+    if (!m->ops->mem_bandwidth)
+        return gptoss_set_error(GPTOSS_ERR_UNSUPPORTED, "memory bandwidth: the %s backend does not measure it",
+                                m->ops->name);
+    pthread_mutex_lock(&m->lock);
+    gptoss_status st = m->ops->mem_bandwidth(m->be, gb_s);
+    pthread_mutex_unlock(&m->lock);
+    return st;
+}
+
 /* ---------------------------------------------------------------- sessions */
 
 gptoss_status gptoss_session_create(gptoss_model *m, gptoss_session **out) {

@@ -395,6 +395,11 @@ static void test_cancel(void **state) {
 
 static void test_bad_arguments(void **state) {
     (void)state;
+    double bw = 1.0; /* the device bandwidth probe: not on the CPU backend */
+    assert_int_equal(gptoss_model_memory_bandwidth(model, &bw), GPTOSS_ERR_UNSUPPORTED);
+    assert_true(bw == 0.0);
+    assert_int_equal(gptoss_model_memory_bandwidth(NULL, &bw), GPTOSS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gptoss_model_memory_bandwidth(model, NULL), GPTOSS_ERR_INVALID_ARGUMENT);
     gptoss_session *s;
     assert_int_equal(gptoss_session_create(model, &s), GPTOSS_OK);
     chatloop_params p;

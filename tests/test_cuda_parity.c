@@ -393,6 +393,15 @@ static void compare_model(const char *dir, int n0, int ndec, double tol_prefill,
     gptoss_status st = cuda_backend_ops.create(&w, &p, &gpu);
     if (st) fprintf(stderr, "cuda create: %s\n", gptoss_last_error());
     assert_int_equal(st, GPTOSS_OK);
+    { /* the device bandwidth probe of `gptoss bench`: any real GPU copies > 100 GB/s */
+        double bw = 0.0;
+        assert_null(cpu_backend_ops.mem_bandwidth);
+        st = cuda_backend_ops.mem_bandwidth(gpu, &bw);
+        if (st) fprintf(stderr, "cuda mem_bandwidth: %s\n", gptoss_last_error());
+        assert_int_equal(st, GPTOSS_OK);
+        printf("device copy bandwidth %.0f GB/s\n", bw);
+        assert_true(bw > 100.0 && bw < 100000.0);
+    }
     int V = w.cfg.vocab_size;
     int total = n0 + ndec;
     int32_t *toks = malloc((size_t)total * 4);
