@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # tools/device_prep.sh - run HERE (no GPU needed) before a device call: builds
-# build-cudadev (sm_90a only, to keep it small and quick), the measurement
+# $B (default build-final; sm_90a only, to keep it small and quick), the measurement
 # driver src/cuda/cuda_probe.c, and copies the non-CUDA shared libraries the
-# binaries need into build-cudadev/devlibs (the GPU image may lack them).
-# Then: run(command="bash tools/device_cuda.sh", carry=["build-cudadev"]).
+# binaries need into $B/devlibs (the GPU image may lack them).
+# Then: run(command="bash tools/device_run.sh", carry=["build-final"]).
 set -eu
 cd "$(dirname "$0")/.."
-B=${B:-build-cudadev}
+B=${B:-build-final}
 ARCH="-gencode arch=compute_90a,code=sm_90a"
 # another engineer's file may not compile yet under -Werror: build it without -Werror then
 for f in src/*.c src/cpu/*.c src/server/*.c; do

@@ -65,6 +65,9 @@ static inline void cu_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size
 /* Raises the shared-memory limits of the kernels that need it; call once per
  * device before any launch (outside graph capture). */
 void cu_kernels_init(void);
+/* Multiprocessors and the opt-in shared memory per block of the current
+ * device (132 and 48 KiB when they cannot be read). */
+void cu_device_limits(int *sms, int *smem_optin);
 void cu_moe_decode_init(void);
 void cu_moe_gemm_init(void);
 void cu_decode_init(void);

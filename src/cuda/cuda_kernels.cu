@@ -216,6 +216,19 @@ template <int T, int R> static void config_matvec(void) {
 
 int g_cu_pdl = 0;
 
+void cu_device_limits(int *sms, int *smem_optin) {
+    int dev = 0;
+    *sms = 132;
+    *smem_optin = 48 * 1024;
+    if (cudaGetDevice(&dev) == cudaSuccess) {
+        if (cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || *sms < 1)
+            *sms = 132;
+        if (cudaDeviceGetAttribute(smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            *smem_optin = 48 * 1024;
+    }
+    cudaGetLastError();
+}
+
 void cu_kernels_init(void) {
     int dev = 0, major = 0;
     const char *pdl = getenv("GPTOSS_CUDA_PDL");

@@ -45,6 +45,24 @@ __device__ __forceinline__ float moe_block_dot(uint4 q, const float (&x)[32], co
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
+/* The expert of token/expert pair (t, j): from the router logits when given
+ * (every warp picks the k best itself: same inputs, same result; block 0 of
+ * pair j == 0 stores the selection and its weights for the down kernel), or
+ * from sel_e. */
+__device__ __forceinline__ int moe_pair_expert(const float *logits, int E, int k, int t, int j,
+                                               int *sel_e, float *sel_w) {
+    if (!logits) return sel_e[t * k + j];
+    int sel[CU_MAX_TOPK];
+    float w[CU_MAX_TOPK];
+    cu_warp_topk(logits + (size_t)t * E, NULL, E, k, sel, w);
+    if (blockIdx.x == 0 && j == 0 && threadIdx.x == 0)
+        for (int r = 0; r < k; r++) {
+            sel_e[t * k + r] = sel[r];
+            sel_w[t * k + r] = w[r];
+        }
+    return sel[j];
+}
+
 static __device__ __forceinline__ void moe_cp16(uint32_t dst, const void *src, int bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
 }

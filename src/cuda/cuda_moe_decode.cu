@@ -335,10 +335,9 @@ void cu_moe_decode_init(void) {
     cu_moe_decode_v4_init();
     cu_moe_decode_v5_init();
     cudaFuncSetAttribute(k_moe_down, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
-    int dev = 0, sms = 132;
-    if (cudaGetDevice(&dev) == cudaSuccess &&
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && sms > 0)
-        g_blocks_per_wave = 2 * sms;
+    int sms, optin;
+    cu_device_limits(&sms, &optin);
+    g_blocks_per_wave = 2 * sms;
     cudaGetLastError();
 }
 

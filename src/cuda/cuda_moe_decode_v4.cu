@@ -100,20 +100,7 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
     moe_build_tab(v4_smem);
     pdl_trigger();
     pdl_wait(); /* router logits / selection and h come from the predecessor */
-    int e;
-    if (logits) { /* every warp picks the experts itself (same inputs, same result) */
-        int sel[CU_MAX_TOPK];
-        float w[CU_MAX_TOPK];
-        cu_warp_topk(logits + (size_t)t * E, NULL, E, k, sel, w);
-        e = sel[jsel];
-        if (blockIdx.x == 0 && jsel == 0 && threadIdx.x == 0)
-            for (int r = 0; r < k; r++) {
-                sel_e[t * k + r] = sel[r];
-                sel_w[t * k + r] = w[r];
-            }
-    } else {
-        e = sel_e[pair_idx];
-    }
+    int e = moe_pair_expert(logits, E, k, t, jsel, sel_e, sel_w);
     int NB = H / 32, p = warp % V4_PARTS, grp = warp / V4_PARTS;
     int pb = p * 32, nbp = min(32, NB - pb);
     int i0 = blockIdx.x * PR, i1 = min(I, i0 + PR);
@@ -249,13 +236,8 @@ template <int S> static void v4_config(void) {
 }
 
 void cu_moe_decode_v4_init(void) {
-    int dev = 0, sms = 132, optin = 48 * 1024;
-    if (cudaGetDevice(&dev) == cudaSuccess) {
-        if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1)
-            sms = 132;
-        if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-            optin = 48 * 1024;
-    }
+    int sms, optin;
+    cu_device_limits(&sms, &optin);
     g_v4_smem_max = optin;
     g_v4_sms = sms;
     v4_config<3>(); v4_config<4>(); v4_config<5>(); v4_config<6>();

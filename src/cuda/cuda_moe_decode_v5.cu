@@ -162,20 +162,7 @@ __global__ void __launch_bounds__(V5_MAXW * 32, 1) k_moe_gate_up_v5(
     moe_build_tab(v5_smem);
     pdl_trigger();
     pdl_wait(); /* router logits / selection and h come from the predecessor */
-    int e;
-    if (logits) {
-        int sel[CU_MAX_TOPK];
-        float w[CU_MAX_TOPK];
-        cu_warp_topk(logits + (size_t)t * E, NULL, E, k, sel, w);
-        e = sel[jsel];
-        if (blockIdx.x == 0 && jsel == 0 && threadIdx.x == 0)
-            for (int r = 0; r < k; r++) {
-                sel_e[t * k + r] = sel[r];
-                sel_w[t * k + r] = w[r];
-            }
-    } else {
-        e = sel_e[pair_idx];
-    }
+    int e = moe_pair_expert(logits, E, k, t, jsel, sel_e, sel_w);
     int NB = H / 32, N = 2 * I, ntiles = (N + 15) / 16;
     const uint8_t *bexp = blocks + (size_t)e * N * NB * 16;
     const uint8_t *sexp = scales + (size_t)e * N * NB;
@@ -260,13 +247,8 @@ __global__ void __launch_bounds__(V5_MAXW * 32, 1) k_moe_down_v5(
 }
 
 void cu_moe_decode_v5_init(void) {
-    int dev = 0, sms = 132, optin = 48 * 1024;
-    if (cudaGetDevice(&dev) == cudaSuccess) {
-        if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1)
-            sms = 132;
-        if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-            optin = 48 * 1024;
-    }
+    int sms, optin;
+    cu_device_limits(&sms, &optin);
     g_v5_sms = sms;
     g_v5_ok = optin >= V5_SMEM &&
               cudaFuncSetAttribute(k_moe_gate_up_v5, cudaFuncAttributeMaxDynamicSharedMemorySize, V5_SMEM) == cudaSuccess &&

@@ -1,5 +1,5 @@
 /* cuda_probe.c - a small driver for measurements on the GPU machine (not part
- * of the library; built by tools/device_cuda.sh):
+ * of the library; built by tools/device_prep.sh, run by tools/device_run.sh):
  *
  *   cuda_probe DIR steps IDS.i32 OUT.f32     decode path: one token per append,
  *                                            logits of every step -> OUT [n x vocab]
