@@ -16,7 +16,7 @@
 #define H200_REFERENCE_GBS 4300.0 /* copy bandwidth measured on the H200 (fallback) */
 
 static const char HELP[] =
-    "usage: gptoss bench -m DIR [-p 512] [-n 128] [-r 3] [--json] [--device cpu|cuda] [-t N]\n"
+    "usage: gptoss bench -m DIR [-p 512] [-n 128] [-r 3] [--sample] [--json] [--device cpu|cuda] [-t N]\n"
     "Measures prompt tokens/s (one prefill of P tokens) and decode tokens/s (N tokens one at\n"
     "a time after the prompt), with seeded random token ids; reports weight bytes read per\n"
     "decode token, achieved GB/s, and the share of the memory bandwidth, measured in the same\n"
@@ -27,6 +27,9 @@ static const char HELP[] =
     "  -r, --repetitions R   repetitions, reported as mean and standard deviation (default 3)\n"
     "      --seed S          seed of the random token ids (default 1)\n"
     "      --mem-bw GBS      compare against this bandwidth instead of measuring it\n"
+    "      --sample          decode steps also pick the next token (greedy) with\n"
+    "                        gptoss_decode_sample, on the GPU with CUDA; without it a step\n"
+    "                        returns the whole logits row to the host, as before\n"
     "      --json            print one JSON object instead of the table\n";
 
 typedef struct {
@@ -69,7 +72,8 @@ int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
     args_common c;
     args_common_init(&c);
-    int n_prompt = 512, n_gen = 128, reps = 3, as_json = 0;
+    int n_prompt = 512, n_gen = 128, reps = 3, as_json = 0, sample = 0;
+    gptoss_sampler *greedy = NULL;
     uint64_t seed = 1;
     float given_bw = 0.0f;
     for (int i = 1; i < argc; i++) {
@@ -80,6 +84,10 @@ int cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("%s%s", HELP, ARGS_COMMON_HELP);
             return 0;
+        }
+        if (!strcmp(a, "--sample")) {
+            sample = 1;
+            continue;
         }
         if (!strcmp(a, "--json")) {
             as_json = 1;
@@ -153,6 +161,13 @@ int cmd_bench(int argc, char **argv) {
         args_lib_error(cmd, "session");
         goto done;
     }
+    gptoss_sampler_params gp;
+    gptoss_sampler_params_default(&gp);
+    gp.temperature = 0.0f;
+    if (sample && gptoss_sampler_create(&gp, &greedy) != GPTOSS_OK) {
+        args_lib_error(cmd, "sampler");
+        goto done;
+    }
     uint64_t rng = seed;
     /* warm-up, not measured: one prefill of the same size (page-in, thread
      * start, lazy GPU initialisation) and two decode steps */
@@ -179,8 +194,10 @@ int cmd_bench(int argc, char **argv) {
         }
         if (n_gen > 0) {
             double t0 = now();
+            int32_t next;
             for (int k = 0; k < n_gen; k++)
-                if (gptoss_session_append(s, ids + n_prompt + k, 1, logits, 0) != GPTOSS_OK) {
+                if (sample ? gptoss_decode_sample(&s, ids + n_prompt + k, 1, &greedy, &next, NULL) != GPTOSS_OK
+                           : gptoss_session_append(s, ids + n_prompt + k, 1, logits, 0) != GPTOSS_OK) {
                     args_lib_error(cmd, "decode");
                     goto done;
                 }
@@ -207,6 +224,7 @@ int cmd_bench(int argc, char **argv) {
         json_object_set_new(o, "bytes_per_token", json_integer((json_int_t)info.bytes_per_token));
         json_object_set_new(o, "n_prompt", json_integer(n_prompt));
         json_object_set_new(o, "n_gen", json_integer(n_gen));
+        json_object_set_new(o, "decode_sample", json_boolean(sample));
         json_object_set_new(o, "repetitions", json_integer(reps));
         json_object_set_new(o, "prompt_tok_s", n_prompt ? json_real(sp.mean) : json_null());
         json_object_set_new(o, "prompt_tok_s_sd", n_prompt ? json_real(sp.sd) : json_null());
@@ -267,6 +285,7 @@ done:
     free(tg);
     free(ids);
     free(logits);
+    gptoss_sampler_free(greedy);
     gptoss_session_free(s);
     gptoss_model_free(m);
     return rc;

@@ -102,8 +102,10 @@ int cmd_generate(int argc, char **argv) {
         args_lib_error(cmd, "prompt");
         goto done;
     }
+    /* the first token from the prompt's logits; then each decode step samples
+     * on the device (only the chosen id crosses back on CUDA) */
+    int32_t id = gptoss_sampler_sample(smp, logits, info.vocab_size, NULL);
     for (int k = 0; k < n_gen; k++) {
-        int32_t id = gptoss_sampler_sample(smp, logits, info.vocab_size, NULL);
         if (id < 0) {
             printf("\n");
             args_lib_error(cmd, "sampler");
@@ -112,11 +114,13 @@ int cmd_generate(int argc, char **argv) {
         printf(k ? ",%d" : "%d", id);
         fflush(stdout);
         if (k + 1 == n_gen || (stop_on_eos && gptoss_is_stop_token(id))) break;
-        if (gptoss_session_append(s, &id, 1, logits, 0) != GPTOSS_OK) {
+        int32_t next = -1;
+        if (gptoss_decode_sample(&s, &id, 1, &smp, &next, NULL) != GPTOSS_OK) {
             printf("\n");
             args_lib_error(cmd, "decode");
             goto done;
         }
+        id = next;
     }
     printf("\n");
     rc = 0;

@@ -135,6 +135,18 @@ void gptoss_sampler_free(gptoss_sampler *s);
 /* Picks a token from logits[0..n). Optionally returns its log-probability
  * under the unmodified distribution (log-softmax of the raw logits). */
 int32_t gptoss_sampler_sample(gptoss_sampler *s, const float *logits, int n, float *logprob);
+/* One decode step for several sessions that also picks each next token:
+ * session i gets ids[i], then next[i] = what gptoss_sampler_sample(samplers[i],
+ * row i) would return, with the same random stream (one draw per non-greedy
+ * sample); logprobs (NULL or [n]): the raw log-softmax of each chosen id. On
+ * the CUDA backend the rows are reduced on the GPU (argmax, the temperature
+ * pick, or the top-k / top-p candidates) and only small results cross to the
+ * host; the choices are the same bit for bit. Sessions and samplers must be
+ * distinct. When the step ran but a row cannot be sampled (no logit above
+ * -inf), ids are appended, next[i] is -1 and the call fails. Use
+ * gptoss_decode_batch when the full logits are needed (top logprobs). */
+gptoss_status gptoss_decode_sample(gptoss_session **sessions, const int32_t *ids, size_t n,
+                                   gptoss_sampler **samplers, int32_t *next, float *logprobs);
 /* Top `k` alternatives by raw log-probability, for the logprobs API. */
 int gptoss_top_logprobs(const float *logits, int n, int k, int32_t *ids, float *logprobs);
 

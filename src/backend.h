@@ -10,6 +10,7 @@
 #define GPTOSS_BACKEND_H
 
 #include "model.h"
+#include "sampler_internal.h"
 
 #define BACKEND_MAX_CHUNK 512 /* tokens per forward call of one sequence */
 
@@ -50,6 +51,14 @@ typedef struct {
      * bandwidth in GB/s (1e9 bytes/s), bytes read plus bytes written by a
      * large device-to-device copy, best of a few. */
     gptoss_status (*mem_bandwidth)(backend *b, double *gb_s);
+    /* Optional (NULL: the engine runs forward and samples on the host): the
+     * same forward for decode items (n == 1, logits_all == 0, one row each),
+     * but row i is reduced on the device as reqs[i] asks (sampler_internal.h)
+     * into res[i], so only small results cross to the host. Pointers in res
+     * stay valid until the next call. GPTOSS_ERR_UNSUPPORTED before any work
+     * when the shape is not covered (the engine then uses forward). */
+    gptoss_status (*forward_pick)(backend *b, const backend_item *items, int n_items,
+                                  const pick_request *reqs, pick_result *res);
 } backend_ops;
 
 extern const backend_ops cpu_backend_ops;

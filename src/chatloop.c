@@ -305,8 +305,9 @@ static float log_softmax_at(const float *x, int n, int id) {
     return (float)((double)(x[id] - mx) - log(sum));
 }
 
-/* Chooses the next token from logits and processes it. */
-static gptoss_status pick(chatgen *g, const float *logits) {
+/* Chooses the next token from logits and processes it. logits NULL: the
+ * token was sampled on the device (gptoss_decode_sample): chosen, chosen_lp. */
+static gptoss_status pick(chatgen *g, const float *logits, int32_t chosen, float chosen_lp) {
     if (g->p.cancel && atomic_load(g->p.cancel)) {
         finish(g, CHATLOOP_FINISH_CANCELLED);
         return GPTOSS_OK;
@@ -326,6 +327,9 @@ static gptoss_status pick(chatgen *g, const float *logits) {
                                     g->script_pos - 1, id, g->vocab - 1);
         }
         if (g->cb.on_token) lp = log_softmax_at(logits, g->vocab, id);
+    } else if (!logits) {
+        id = chosen;
+        lp = chosen_lp;
     } else {
         id = gptoss_sampler_sample(g->sampler, logits, g->vocab, &lp);
         if (id < 0 || id >= g->vocab) {
@@ -352,7 +356,7 @@ static gptoss_status pick(chatgen *g, const float *logits) {
     }
     if (g->cb.on_token) {
         int k = 0;
-        if (g->p.top_logprobs > 0)
+        if (g->p.top_logprobs > 0 && logits)
             k = gptoss_top_logprobs(logits, g->vocab, g->p.top_logprobs, g->top_ids, g->top_lps);
         g->cb.on_token(g->cb.user, id, g->token_kind, lp, g->top_ids, g->top_lps, k < 0 ? 0 : k);
     }
@@ -395,7 +399,7 @@ gptoss_status chatgen_prefill(chatgen *g, size_t max_chunk, int *done) {
     g->prefill_pos += take;
     if (!last) return GPTOSS_OK;
     *done = 1;
-    return pick(g, g->logits);
+    return pick(g, g->logits, -1, 0.0f);
 }
 
 size_t chatgen_prefill_left(const chatgen *g) {
@@ -409,7 +413,17 @@ int32_t chatgen_next(const chatgen *g) {
 gptoss_status chatgen_feed(chatgen *g, const float *logits) {
     if (g->finish != CHATLOOP_RUNNING) return GPTOSS_OK;
     g->next_id = -1;
-    return pick(g, logits);
+    return pick(g, logits, -1, 0.0f);
+}
+
+gptoss_sampler *chatgen_device_sampler(chatgen *g) {
+    return g->finish == CHATLOOP_RUNNING && !g->p.script && g->p.top_logprobs == 0 ? g->sampler : NULL;
+}
+
+gptoss_status chatgen_feed_id(chatgen *g, int32_t id, float logprob) {
+    if (g->finish != CHATLOOP_RUNNING) return GPTOSS_OK;
+    g->next_id = -1;
+    return pick(g, NULL, id, logprob);
 }
 
 void chatgen_abort(chatgen *g, chatloop_finish why) { finish(g, why); }
@@ -417,6 +431,18 @@ void chatgen_abort(chatgen *g, chatloop_finish why) { finish(g, why); }
 gptoss_status chatgen_step(chatgen *g) {
     int32_t id = chatgen_next(g);
     if (id < 0) return GPTOSS_OK;
+    gptoss_sampler *smp = chatgen_device_sampler(g);
+    if (smp) { /* only the chosen id leaves the device */
+        int32_t next = -1;
+        float lp = 0.0f;
+        gptoss_status st = gptoss_decode_sample(&g->session, &id, 1, &smp, &next,
+                                                g->cb.on_token ? &lp : NULL);
+        if (st != GPTOSS_OK) {
+            finish(g, CHATLOOP_FINISH_ERROR);
+            return st;
+        }
+        return chatgen_feed_id(g, next, lp);
+    }
     gptoss_status st = gptoss_session_append(g->session, &id, 1, g->logits, 0);
     if (st != GPTOSS_OK) {
         finish(g, CHATLOOP_FINISH_ERROR);

@@ -109,6 +109,11 @@ size_t chatgen_prefill_left(const chatgen *g);
 int32_t chatgen_next(const chatgen *g);
 /* Logits [vocab] after chatgen_next()'s token was appended: samples the next. */
 gptoss_status chatgen_feed(chatgen *g, const float *logits);
+/* The sampler of g when its next token may be sampled on the device (no
+ * script, no top logprobs), else NULL; then chatgen_feed_id takes the id and
+ * logprob that gptoss_decode_sample chose with it, in place of chatgen_feed. */
+gptoss_sampler *chatgen_device_sampler(chatgen *g);
+gptoss_status chatgen_feed_id(chatgen *g, int32_t id, float logprob);
 /* Marks the generation finished (e.g. the caller failed to append). */
 void chatgen_abort(chatgen *g, chatloop_finish why);
 /* One decode step of this generation alone (append + feed). */

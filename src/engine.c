@@ -4,7 +4,9 @@
  * one sequence: a slot plus the token ids it holds. Appends are split into
  * chunks of at most BACKEND_MAX_CHUNK tokens (the backends' prefill unit);
  * gptoss_decode_batch runs one token of several sessions in one forward call
- * (continuous batching). A mutex serialises forward calls on one model.
+ * (continuous batching); gptoss_decode_sample does the same and samples
+ * each row, on the device when the backend has forward_pick (only the
+ * chosen ids cross to the host). A mutex serialises forward calls on one model.
  */
 #include "backend.h"
 #include "util.h"
@@ -22,6 +24,8 @@ struct gptoss_model {
     int max_sequences;          /* slots */
     unsigned char *slot_used;   /* [max_sequences] */
     float *scratch_logits;      /* [vocab] rows nobody asked for land here */
+    float *rows;                /* [rows_cap, vocab] rows gptoss_decode_sample samples on the host */
+    size_t rows_cap;
     pthread_mutex_t lock;
 };
 
@@ -142,6 +146,7 @@ void gptoss_model_free(gptoss_model *m) {
     weights_free(&m->w);
     free(m->slot_used);
     free(m->scratch_logits);
+    free(m->rows);
     free(m);
 }
 
@@ -284,36 +289,134 @@ gptoss_status gptoss_session_append(gptoss_session *s, const int32_t *ids, size_
     return st;
 }
 
+/* Checks a decode step of n sessions (n >= 1) and fills its items. */
+static gptoss_status check_decode(gptoss_session **sessions, const int32_t *ids, size_t n,
+                                  backend_item *items, const char *what) {
+    gptoss_model *m = sessions[0] ? sessions[0]->m : NULL;
+    for (size_t i = 0; i < n; i++) {
+        gptoss_session *s = sessions[i];
+        if (!s) return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "%s: session %zu is NULL", what, i);
+        if (s->m != m)
+            return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "%s: sessions belong to different models", what);
+        if (s->n + 1 > m->max_context)
+            return gptoss_set_error(GPTOSS_ERR_CONTEXT_FULL, "context full: sequence %zu holds %d tokens (context %d)",
+                                    i, s->n, m->max_context);
+        gptoss_status st = check_ids(m, ids + i, 1);
+        if (st) return st;
+        for (size_t j = 0; j < i; j++)
+            if (sessions[j] == s)
+                return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "%s: session %zu appears twice", what, i);
+        items[i] = (backend_item){.slot = s->slot, .pos = s->n, .n = 1, .tokens = ids + i, .logits_all = 0};
+    }
+    return GPTOSS_OK;
+}
+
 gptoss_status gptoss_decode_batch(gptoss_session **sessions, const int32_t *ids, size_t n,
                                   float *logits) {
     if (!sessions || !ids || !logits)
         return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "decode_batch: NULL argument");
     if (n == 0) return GPTOSS_OK;
-    gptoss_model *m = sessions[0]->m;
     backend_item *items = malloc(n * sizeof *items);
     if (!items) return gptoss_set_error(GPTOSS_ERR_OUT_OF_MEMORY, "decode_batch: out of memory");
-    gptoss_status st = GPTOSS_OK;
-    for (size_t i = 0; i < n && !st; i++) {
-        gptoss_session *s = sessions[i];
-        if (s->m != m)
-            st = gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "decode_batch: sessions belong to different models");
-        else if (s->n + 1 > m->max_context)
-            st = gptoss_set_error(GPTOSS_ERR_CONTEXT_FULL, "context full: sequence %zu holds %d tokens (context %d)",
-                                  i, s->n, m->max_context);
-        else
-            st = check_ids(m, ids + i, 1);
-        for (size_t j = 0; j < i && !st; j++)
-            if (sessions[j] == s)
-                st = gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "decode_batch: session %zu appears twice", i);
-        items[i] = (backend_item){.slot = s->slot, .pos = s->n, .n = 1, .tokens = ids + i, .logits_all = 0};
-    }
+    gptoss_status st = check_decode(sessions, ids, n, items, "decode_batch");
     if (!st) {
+        gptoss_model *m = sessions[0]->m;
         pthread_mutex_lock(&m->lock);
         st = m->ops->forward(m->be, items, (int)n, logits);
         pthread_mutex_unlock(&m->lock);
     }
     if (!st)
         for (size_t i = 0; i < n; i++) sessions[i]->tokens[sessions[i]->n++] = ids[i];
+    free(items);
+    return st;
+}
+
+/* The sampler's message, naming the sequence (next[i] is -1). */
+static gptoss_status sample_failed(size_t i) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", gptoss_last_error());
+    return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "decode_sample: sequence %zu: %s", i, why);
+}
+
+/* Host path of gptoss_decode_sample (lock held): forward into the model's
+ * row buffer, then the sampler on each row. */
+static gptoss_status decode_sample_host(gptoss_session **sessions, const int32_t *ids, size_t n,
+                                        const backend_item *items, gptoss_sampler **samplers,
+                                        int32_t *next, float *logprobs) {
+    gptoss_model *m = sessions[0]->m;
+    size_t vocab = (size_t)m->w.cfg.vocab_size;
+    if (m->rows_cap < n) {
+        float *r = realloc(m->rows, n * vocab * sizeof *r);
+        if (!r) return gptoss_set_error(GPTOSS_ERR_OUT_OF_MEMORY, "decode_sample: cannot allocate %zu logits rows", n);
+        m->rows = r;
+        m->rows_cap = n;
+    }
+    gptoss_status st = m->ops->forward(m->be, items, (int)n, m->rows);
+    if (st) return st;
+    for (size_t i = 0; i < n; i++) sessions[i]->tokens[sessions[i]->n++] = ids[i];
+    for (size_t i = 0; i < n; i++) {
+        next[i] = gptoss_sampler_sample(samplers[i], m->rows + i * vocab, (int)vocab,
+                                        logprobs ? logprobs + i : NULL);
+        if (next[i] < 0 && !st) st = sample_failed(i);
+    }
+    return st;
+}
+
+/* Device path (lock held): the backend reduces each row; the sampler
+ * finishes from the small result (or from the row, when it needs it). */
+static gptoss_status decode_sample_dev(gptoss_session **sessions, const int32_t *ids, size_t n,
+                                       const backend_item *items, gptoss_sampler **samplers,
+                                       int32_t *next, float *logprobs) {
+    gptoss_model *m = sessions[0]->m;
+    int vocab = m->w.cfg.vocab_size;
+    pick_request *rq = malloc(n * sizeof *rq);
+    pick_result *res = calloc(n, sizeof *res);
+    if (!rq || !res) {
+        free(rq);
+        free(res);
+        return gptoss_set_error(GPTOSS_ERR_OUT_OF_MEMORY, "decode_sample: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) sampler_pick_request(samplers[i], logprobs != NULL, &rq[i]);
+    gptoss_status st = m->ops->forward_pick(m->be, items, (int)n, rq, res);
+    if (st == GPTOSS_ERR_UNSUPPORTED) st = decode_sample_host(sessions, ids, n, items, samplers, next, logprobs);
+    else if (!st) {
+        for (size_t i = 0; i < n; i++) sessions[i]->tokens[sessions[i]->n++] = ids[i];
+        for (size_t i = 0; i < n; i++) {
+            float *lp = logprobs ? logprobs + i : NULL;
+            next[i] = sampler_pick_finish(samplers[i], &rq[i], &res[i], lp);
+            if (next[i] == PICK_NEED_ROW)
+                next[i] = res[i].row ? gptoss_sampler_sample(samplers[i], res[i].row, vocab, lp)
+                                     : (gptoss_set_error(GPTOSS_ERR_BACKEND, "the backend returned no row"), -1);
+            if (next[i] < 0 && !st) st = sample_failed(i);
+        }
+    }
+    free(rq);
+    free(res);
+    return st;
+}
+
+gptoss_status gptoss_decode_sample(gptoss_session **sessions, const int32_t *ids, size_t n,
+                                   gptoss_sampler **samplers, int32_t *next, float *logprobs) {
+    if (!sessions || !ids || !samplers || !next)
+        return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "decode_sample: NULL argument");
+    if (n == 0) return GPTOSS_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (!samplers[i])
+            return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "decode_sample: sampler %zu is NULL", i);
+        for (size_t j = 0; j < i; j++) /* each draws from its own stream once */
+            if (samplers[j] == samplers[i])
+                return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "decode_sample: sampler %zu appears twice", i);
+    }
+    backend_item *items = malloc(n * sizeof *items);
+    if (!items) return gptoss_set_error(GPTOSS_ERR_OUT_OF_MEMORY, "decode_sample: out of memory");
+    gptoss_status st = check_decode(sessions, ids, n, items, "decode_sample");
+    if (!st) {
+        gptoss_model *m = sessions[0]->m;
+        pthread_mutex_lock(&m->lock);
+        st = m->ops->forward_pick ? decode_sample_dev(sessions, ids, n, items, samplers, next, logprobs)
+                                  : decode_sample_host(sessions, ids, n, items, samplers, next, logprobs);
+        pthread_mutex_unlock(&m->lock);
+    }
     free(items);
     return st;
 }

@@ -10,14 +10,17 @@
  *
  * Reproducibility: the weights come from a float exp() of our own (plain IEEE
  * adds and multiplies, no contraction into FMA, relative error ~2e-7) and are
- * summed in double in a fixed order; the random draw comes from xoshiro256**
- * seeded by splitmix64. So the same seed and logits give the same choices on
- * any IEEE machine, whatever its libm.
+ * summed in double in a fixed order (per 256-token chunk, then a pairwise
+ * tree over chunks) that the CUDA reduction reproduces (sampler_internal.h);
+ * the random draw comes from xoshiro256** seeded by splitmix64, one draw per
+ * non-greedy sample. So the same seed and logits give the same choices on
+ * any IEEE machine, whatever its libm, and on the GPU path.
  *
  * Cost on a 201088-token vocabulary: a vectorizable max pass and exp pass;
  * top-k uses quickselect and top-p a mass-weighted quickselect (both O(n),
  * no full sort).
  */
+#include "sampler_internal.h"
 #include "util.h"
 
 #include <math.h>
@@ -42,6 +45,7 @@ struct gptoss_sampler {
     uint64_t rng[4];
     cand *c;    /* scratch, [cap] */
     float *block_max; /* scratch, [cap / CHUNK + 1] */
+    double *csum;     /* scratch, [cap / CHUNK + 1] chunk sums */
     int cap;
 };
 
@@ -85,27 +89,66 @@ static inline float fexp(float x) {
     return x >= -87.0f ? y : 0.0f;
 }
 
-#define CHUNK 256
+#define CHUNK PICK_CHUNK /* 256 */
 
 /* w[i] = fexp((l[i] - sub) * mul) for i < n <= CHUNK (vectorized). */
 static void fexp_chunk(const float *restrict l, float *restrict w, int n, float sub, float mul) {
     for (int i = 0; i < n; i++) w[i] = fexp((l[i] - sub) * mul);
 }
 
-/* Sum over i of fexp((l[i] - sub) * mul), terms below min_w counted as 0, in
- * double. Eight fixed partial sums: vectorizable and still the same result
- * on every machine. */
-static double sum_fexp(const float *l, int n, float sub, float mul, float min_w) {
-    float w[CHUNK];
+/* Sum of one chunk's weights (m <= CHUNK), terms below min_w counted as 0:
+ * eight partial sums over i % 8 in order, combined pairwise. Fixed so that
+ * a GPU (8 lanes per chunk, src/cuda/cuda_sample.cu) gets the same double. */
+static double chunk_sum(const float *w, int m, float min_w) {
     double acc[8] = {0};
-    for (int i0 = 0; i0 < n; i0 += CHUNK) {
-        int m = n - i0 < CHUNK ? n - i0 : CHUNK, i = 0;
-        fexp_chunk(l + i0, w, m, sub, mul);
-        for (; i + 8 <= m; i += 8)
-            for (int k = 0; k < 8; k++) acc[k] += w[i + k] >= min_w ? w[i + k] : 0.0f;
-        for (int k = 0; i < m; i++, k++) acc[k] += w[i] >= min_w ? w[i] : 0.0f;
-    }
+    int i = 0;
+    for (; i + 8 <= m; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += w[i + k] >= min_w ? w[i + k] : 0.0f;
+    for (int k = 0; i < m; i++, k++) acc[k] += w[i] >= min_w ? w[i] : 0.0f;
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* Pairwise tree over chunk sums, pushed in order: the perfect binary tree
+ * padded with zeros (x + 0 == x), kept as a binary counter of partial nodes,
+ * so a GPU block reducing in shared memory gets the same double. */
+typedef struct {
+    double node[40];
+    uint64_t count;
+} tree_sum;
+
+static void tree_push(tree_sum *t, double x) {
+    int lv = 0;
+    for (; (t->count >> lv) & 1; lv++) x = t->node[lv] + x;
+    t->node[lv] = x;
+    t->count++;
+}
+
+static double tree_total(const tree_sum *t) {
+    double acc = 0.0;
+    int have = 0;
+    for (int lv = 0; lv < 40; lv++)
+        if ((t->count >> lv) & 1) {
+            acc = have ? t->node[lv] + acc : t->node[lv];
+            have = 1;
+        }
+    return acc;
+}
+
+/* Sum over i of fexp((l[i] - sub) * mul), terms below min_w counted as 0, in
+ * double: chunk_sum per CHUNK, then tree_push. Vectorizable and the same
+ * result on every IEEE machine, CPU or GPU. csum (may be NULL) receives the
+ * chunk sums [(n + CHUNK - 1) / CHUNK]. */
+static double sum_fexp(const float *l, int n, float sub, float mul, float min_w, double *csum) {
+    float w[CHUNK];
+    tree_sum t = {{0}, 0};
+    for (int i0 = 0; i0 < n; i0 += CHUNK) {
+        int m = n - i0 < CHUNK ? n - i0 : CHUNK;
+        fexp_chunk(l + i0, w, m, sub, mul);
+        double c = chunk_sum(w, m, min_w);
+        if (csum) csum[i0 / CHUNK] = c;
+        tree_push(&t, c);
+    }
+    return tree_total(&t);
 }
 
 /* ---------------------------------------------------------------- params */
@@ -153,6 +196,7 @@ void gptoss_sampler_free(gptoss_sampler *s) {
     if (!s) return;
     free(s->c);
     free(s->block_max);
+    free(s->csum);
     free(s);
 }
 
@@ -252,7 +296,7 @@ static int argmax(const float *l, int n) {
 }
 
 static double log_sum_exp(const float *l, int n, float max) {
-    return (double)max + log(sum_fexp(l, n, max, 1.0f, 0.0f));
+    return (double)max + log(sum_fexp(l, n, max, 1.0f, 0.0f, NULL));
 }
 
 static float raw_logprob(const float *l, int n, float max, int id) {
@@ -271,7 +315,7 @@ static int cmp_float_desc(const void *pa, const void *pb) {
  * `target` already make a set of that weight, so the nucleus cannot go below
  * the last of them. -inf when the bound does not help. */
 static float keep_threshold(gptoss_sampler *s, const float *logits, int n, float lmax,
-                            float inv_t, double target) {
+                            float inv_t, int top_k, double target) {
     int nb = (n + CHUNK - 1) / CHUNK;
     if (nb < 2) return -INFINITY;
     for (int b = 0; b < nb; b++) {
@@ -287,7 +331,7 @@ static float keep_threshold(gptoss_sampler *s, const float *logits, int n, float
         s->block_max[b] = m;
     }
     qsort(s->block_max, (size_t)nb, sizeof *s->block_max, cmp_float_desc);
-    if (s->p.top_k > 0) return s->p.top_k <= nb ? s->block_max[s->p.top_k - 1] : -INFINITY;
+    if (top_k > 0) return top_k <= nb ? s->block_max[top_k - 1] : -INFINITY;
     double cum = 0.0;
     for (int b = 0; b < nb && s->block_max[b] > -INFINITY; b++) {
         cum += fexp((s->block_max[b] - lmax) * inv_t);
@@ -296,27 +340,30 @@ static float keep_threshold(gptoss_sampler *s, const float *logits, int n, float
     return -INFINITY;
 }
 
-/* Top-k / top-p (and min-p) sampling over candidates; -1 on allocation failure. */
-static int32_t sample_truncated(gptoss_sampler *s, const float *logits, int n, float lmax,
-                                float inv_t) {
-    if (s->cap < n) {
-        cand *c = realloc(s->c, (size_t)n * sizeof *c);
-        float *bm = realloc(s->block_max, ((size_t)n / CHUNK + 1) * sizeof *bm);
-        if (c) s->c = c;
-        if (bm) s->block_max = bm;
-        if (!c || !bm) {
-            gptoss_set_error(GPTOSS_ERR_OUT_OF_MEMORY, "sampler: cannot allocate %d candidates", n);
-            return -1;
-        }
-        s->cap = n;
+/* Grows the scratch to n logits; -1 (message set) when memory runs out. */
+static int reserve(gptoss_sampler *s, int n) {
+    if (s->cap >= n) return 0;
+    size_t nb = (size_t)n / CHUNK + 1;
+    cand *c = realloc(s->c, (size_t)n * sizeof *c);
+    if (c) s->c = c;
+    float *bm = realloc(s->block_max, nb * sizeof *bm);
+    if (bm) s->block_max = bm;
+    double *cs = realloc(s->csum, nb * sizeof *cs);
+    if (cs) s->csum = cs;
+    if (!c || !bm || !cs) {
+        gptoss_set_error(GPTOSS_ERR_OUT_OF_MEMORY, "sampler: cannot allocate scratch for %d logits", n);
+        return -1;
     }
-    /* top-p alone is relative to the weight of the whole vocabulary */
-    double total = s->p.top_k > 0 ? 0.0 : sum_fexp(logits, n, lmax, inv_t, 0.0f);
-    float tau = keep_threshold(s, logits, n, lmax, inv_t, (double)s->p.top_p * total);
-    cand *c = s->c;
-    int m = 0;
-    for (int i = 0; i < n; i++)
-        if (logits[i] >= tau && logits[i] > -INFINITY) c[m++] = (cand){0.0, logits[i], i};
+    s->cap = n;
+    return 0;
+}
+
+/* Top-k / top-p / min-p over c[0..m), the tokens at or above the keep
+ * threshold in id order (the order matters: it fixes the summation and walk
+ * order). total: the weight of the whole row when top_k == 0. Returns the
+ * index in c of the pick. */
+static int finish_truncated(gptoss_sampler *s, cand *c, int m, float lmax, float inv_t,
+                            double total, double u01) {
     if (s->p.top_k > 0 && s->p.top_k < m) {
         select_top(c, m, s->p.top_k);
         m = s->p.top_k;
@@ -333,12 +380,71 @@ static int32_t sample_truncated(gptoss_sampler *s, const float *logits, int n, f
     }
     total = 0.0;
     for (int i = 0; i < m; i++) total += c[i].w;
-    double u = uniform01(s->rng) * total, cum = 0.0;
+    double u = u01 * total, cum = 0.0;
     for (int i = 0; i < m; i++) {
         cum += c[i].w;
-        if (u < cum) return c[i].id;
+        if (u < cum) return i;
     }
-    return c[m - 1].id;
+    return m - 1;
+}
+
+/* Top-k / top-p (and min-p) sampling over the full row (scratch reserved). */
+static int32_t sample_truncated(gptoss_sampler *s, const float *logits, int n, float lmax,
+                                float inv_t, double u01) {
+    /* top-p alone is relative to the weight of the whole vocabulary */
+    double total = s->p.top_k > 0 ? 0.0 : sum_fexp(logits, n, lmax, inv_t, 0.0f, NULL);
+    float tau = keep_threshold(s, logits, n, lmax, inv_t, s->p.top_k, (double)s->p.top_p * total);
+    cand *c = s->c;
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (logits[i] >= tau && logits[i] > -INFINITY) c[m++] = (cand){0.0, logits[i], i};
+    return c[finish_truncated(s, c, m, lmax, inv_t, total, u01)].id;
+}
+
+/* Temperature (+ min-p) pick for the uniform draw u01: the chunk sums and
+ * their tree total, then the first chunk whose running sum passes
+ * u01 * total, then the first counted token in it whose running sum does
+ * (its last counted token when rounding leaves the walk short). Two passes,
+ * csum [chunks] as scratch; *total_out (may be NULL) gets the total. */
+static int32_t temp_pick(const float *logits, int n, float lmax, float inv_t, float min_p,
+                         double u01, double *csum, double *total_out) {
+    int nb = (n + CHUNK - 1) / CHUNK, b = 0, last = 0;
+    double total = sum_fexp(logits, n, lmax, inv_t, min_p, csum);
+    if (total_out) *total_out = total;
+    double u = u01 * total, cum = 0.0, cum_last = 0.0;
+    for (; b < nb; b++) {
+        if (csum[b] > 0.0) {
+            last = b;
+            cum_last = cum;
+        }
+        if (u < cum + csum[b]) break;
+        cum += csum[b];
+    }
+    if (b == nb) {
+        b = last;
+        cum = cum_last;
+    }
+    float w[CHUNK];
+    int i0 = b * CHUNK, m = n - i0 < CHUNK ? n - i0 : CHUNK;
+    int32_t pick = -1;
+    fexp_chunk(logits + i0, w, m, lmax, inv_t);
+    for (int i = 0; i < m; i++) {
+        if (w[i] < min_p || w[i] == 0.0f) continue;
+        pick = i0 + i;
+        cum += w[i];
+        if (u < cum) break;
+    }
+    return pick;
+}
+
+/* PICK_GREEDY / PICK_TEMP / PICK_TRUNC from the parameters alone (an
+ * infinite maximum logit also makes a sample greedy, seen later). */
+static int pick_mode(const gptoss_sampler *s, float *inv_t) {
+    *inv_t = 0.0f;
+    if (!(s->p.temperature > 0.0f) || s->p.top_k == 1) return PICK_GREEDY;
+    *inv_t = 1.0f / s->p.temperature;
+    if (isinf(*inv_t)) return PICK_GREEDY; /* too small to divide by */
+    return s->p.top_k > 0 || s->p.top_p < 1.0f ? PICK_TRUNC : PICK_TEMP;
 }
 
 int32_t gptoss_sampler_sample(gptoss_sampler *s, const float *logits, int n, float *logprob) {
@@ -354,32 +460,114 @@ int32_t gptoss_sampler_sample(gptoss_sampler *s, const float *logits, int n, flo
     }
     const float lmax = logits[top];
     int32_t pick = top;
-    if (s->p.temperature > 0.0f && s->p.top_k != 1 && !isinf(lmax)) {
-        const float inv_t = 1.0f / s->p.temperature;
-        if (isinf(inv_t)) {
-            /* a temperature too small to divide by: greedy */
-        } else if (s->p.top_k > 0 || s->p.top_p < 1.0f) {
-            pick = sample_truncated(s, logits, n, lmax, inv_t);
-            if (pick < 0) return -1;
-        } else { /* temperature (and min-p) only: two passes, no scratch */
-            const float min_p = s->p.min_p;
-            double total = sum_fexp(logits, n, lmax, inv_t, min_p);
-            double u = uniform01(s->rng) * total, cum = 0.0;
-            float w[CHUNK];
-            for (int i0 = 0; i0 < n && cum <= u; i0 += CHUNK) {
-                int m = n - i0 < CHUNK ? n - i0 : CHUNK;
-                fexp_chunk(logits + i0, w, m, lmax, inv_t);
-                for (int i = 0; i < m; i++) {
-                    if (w[i] < min_p || w[i] == 0.0f) continue;
-                    pick = i0 + i;
-                    cum += w[i];
-                    if (u < cum) break;
-                }
-            }
-        }
+    float inv_t;
+    int mode = pick_mode(s, &inv_t);
+    if (mode != PICK_GREEDY && !isinf(lmax)) {
+        if (reserve(s, n)) return -1;
+        double u01 = uniform01(s->rng); /* one draw per non-greedy sample */
+        pick = mode == PICK_TRUNC ? sample_truncated(s, logits, n, lmax, inv_t, u01)
+                                  : temp_pick(logits, n, lmax, inv_t, s->p.min_p, u01, s->csum, NULL);
     }
     if (logprob) *logprob = raw_logprob(logits, n, lmax, pick);
     return pick;
+}
+
+/* ------------------------------------------------- device-side reduction */
+
+void sampler_pick_request(const gptoss_sampler *s, int want_logprob, pick_request *rq) {
+    memset(rq, 0, sizeof *rq);
+    rq->mode = pick_mode(s, &rq->inv_t);
+    rq->want_lse = want_logprob != 0;
+    rq->min_p = s->p.min_p;
+    rq->top_k = s->p.top_k;
+    rq->top_p = s->p.top_p;
+    if (rq->mode != PICK_GREEDY) { /* peek: the stream advances in sampler_pick_finish */
+        uint64_t st[4];
+        memcpy(st, s->rng, sizeof st);
+        rq->u = uniform01(st);
+    }
+}
+
+static int cmp_cand_id(const void *pa, const void *pb) {
+    const cand *a = pa, *b = pb;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+int32_t sampler_pick_finish(gptoss_sampler *s, const pick_request *rq, const pick_result *r,
+                            float *logprob) {
+    if (!s || !rq || !r || (logprob && !rq->want_lse)) {
+        gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "sampler: pick: %s",
+                         logprob ? "logprob asked without want_lse" : "NULL argument");
+        return -1;
+    }
+    const pick_stats *st = &r->st;
+    if (st->argmax < 0) {
+        gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "sampler: logits: no value above -inf");
+        return -1;
+    }
+    const float lmax = st->max;
+    float lpick = lmax;
+    int32_t pick = st->argmax;
+    if (rq->mode == PICK_TEMP && !isinf(lmax)) {
+        if (st->pick < 0) return PICK_NEED_ROW; /* not computed: defensive */
+        pick = st->pick;
+        lpick = st->pick_logit;
+        (void)uniform01(s->rng); /* the draw rq->u peeked */
+    } else if (rq->mode == PICK_TRUNC && !isinf(lmax)) {
+        int m = st->n_cand;
+        if (m < 1 || m > PICK_CAND_CAP || !r->cand_id || !r->cand_logit) return PICK_NEED_ROW;
+        if (reserve(s, m)) return -1;
+        cand *c = s->c; /* rebuild the full-row path's array: id order */
+        for (int i = 0; i < m; i++) c[i] = (cand){0.0, r->cand_logit[i], r->cand_id[i]};
+        qsort(c, (size_t)m, sizeof *c, cmp_cand_id);
+        double u01 = uniform01(s->rng);
+        int k = finish_truncated(s, c, m, lmax, rq->inv_t, rq->top_k > 0 ? 0.0 : st->total, u01);
+        pick = c[k].id;
+        lpick = c[k].l;
+    }
+    if (logprob) {
+        if (isinf(lmax)) *logprob = lpick == lmax ? 0.0f : -INFINITY;
+        else *logprob = (float)((double)lpick - ((double)lmax + log(st->lse_sum)));
+    }
+    return pick;
+}
+
+gptoss_status sampler_pick_reduce(gptoss_sampler *s, const float *logits, int n,
+                                  const pick_request *rq, int32_t *cand_id, float *cand_logit,
+                                  pick_result *r) {
+    if (!s || !logits || n <= 0 || !rq || !cand_id || !cand_logit || !r)
+        return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "sampler: pick reduce: bad argument");
+    memset(r, 0, sizeof *r);
+    r->cand_id = cand_id;
+    r->cand_logit = cand_logit;
+    r->st.pick = -1;
+    r->st.argmax = argmax(logits, n);
+    if (r->st.argmax < 0) return GPTOSS_OK;
+    const float lmax = logits[r->st.argmax];
+    r->st.max = lmax;
+    if (isinf(lmax)) return GPTOSS_OK; /* +inf: greedy, logprob 0 or -inf */
+    if (rq->want_lse) r->st.lse_sum = sum_fexp(logits, n, lmax, 1.0f, 0.0f, NULL);
+    if (rq->mode == PICK_GREEDY) return GPTOSS_OK;
+    if (reserve(s, n)) return GPTOSS_ERR_OUT_OF_MEMORY;
+    if (rq->mode == PICK_TEMP) {
+        r->st.pick = temp_pick(logits, n, lmax, rq->inv_t, rq->min_p, rq->u, s->csum, &r->st.total);
+        r->st.pick_logit = logits[r->st.pick];
+        return GPTOSS_OK;
+    }
+    double total = rq->top_k > 0 ? 0.0 : sum_fexp(logits, n, lmax, rq->inv_t, 0.0f, NULL);
+    float tau = keep_threshold(s, logits, n, lmax, rq->inv_t, rq->top_k, (double)rq->top_p * total);
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (logits[i] >= tau && logits[i] > -INFINITY) {
+            if (k < PICK_CAND_CAP) {
+                cand_id[k] = i;
+                cand_logit[k] = logits[i];
+            }
+            k++;
+        }
+    r->st.total = total;
+    r->st.n_cand = k;
+    return GPTOSS_OK;
 }
 
 /* ------------------------------------------------------------- logprobs */

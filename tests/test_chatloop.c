@@ -2,7 +2,8 @@
  * random model with the real tokenizer: scripted reasoning / final / tool-call
  * events, greedy generation against a hand-written argmax loop over
  * gptoss_session_append, prefix reuse against fresh sessions, stop strings,
- * max_tokens, the context guard, cancellation and script files.
+ * max_tokens, the context guard, cancellation and script files, and
+ * gptoss_decode_sample against decode + the host sampler.
  * The model is made by $BUILD/gen_checkpoint (deterministic) when missing. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -482,6 +483,79 @@ static void test_prompt_injection_is_plain_text(void **state) {
     gptoss_free(ids);
 }
 
+/* gptoss_decode_sample on the CPU backend equals gptoss_decode_batch +
+ * gptoss_sampler_sample (ids and logprobs), and checks its arguments. */
+static void test_decode_sample(void **state) {
+    (void)state;
+    gptoss_session *ss[2];
+    for (int i = 0; i < 2; i++) assert_int_equal(gptoss_session_create(model, &ss[i]), GPTOSS_OK);
+    int32_t prompt[4] = {12, 7, 99, 1000};
+    float *rows = malloc((size_t)2 * vocab * sizeof *rows);
+    int32_t want[2][12], got[2][12];
+    float want_lp[2][12], got_lp[2][12];
+    for (int pass = 0; pass < 2; pass++) {
+        gptoss_sampler_params sp[2];
+        gptoss_sampler *smp[2];
+        for (int i = 0; i < 2; i++) {
+            gptoss_sampler_params_default(&sp[i]);
+            sp[i].seed = 5 + (uint64_t)i;
+            gptoss_session_reset(ss[i]);
+            assert_int_equal(gptoss_session_append(ss[i], prompt, 4, NULL, 0), GPTOSS_OK);
+        }
+        sp[0].top_p = 0.9f;
+        sp[1].temperature = 0.8f;
+        for (int i = 0; i < 2; i++) assert_int_equal(gptoss_sampler_create(&sp[i], &smp[i]), GPTOSS_OK);
+        int32_t ids[2] = {5, 6};
+        for (int step = 0; step < 12; step++) {
+            if (pass == 0) {
+                assert_int_equal(gptoss_decode_batch(ss, ids, 2, rows), GPTOSS_OK);
+                for (int i = 0; i < 2; i++)
+                    want[i][step] = gptoss_sampler_sample(smp[i], rows + (size_t)i * vocab, vocab, &want_lp[i][step]);
+            } else {
+                int32_t next[2];
+                float lp[2];
+                assert_int_equal(gptoss_decode_sample(ss, ids, 2, smp, next, step % 2 ? lp : NULL), GPTOSS_OK);
+                for (int i = 0; i < 2; i++) {
+                    got[i][step] = next[i];
+                    got_lp[i][step] = step % 2 ? lp[i] : want_lp[i][step];
+                }
+            }
+            for (int i = 0; i < 2; i++) ids[i] = pass == 0 ? want[i][step] : got[i][step];
+        }
+        for (int i = 0; i < 2; i++) gptoss_sampler_free(smp[i]);
+    }
+    assert_memory_equal(want, got, sizeof want);
+    assert_memory_equal(want_lp, got_lp, sizeof want_lp);
+    assert_int_equal(gptoss_session_length(ss[0]), 4 + 12);
+
+    /* arguments */
+    gptoss_sampler *a, *b;
+    assert_int_equal(gptoss_sampler_create(NULL, &a), GPTOSS_OK);
+    assert_int_equal(gptoss_sampler_create(NULL, &b), GPTOSS_OK);
+    gptoss_sampler *ab[2] = {a, b}, *aa[2] = {a, a}, *an[2] = {a, NULL};
+    gptoss_session *dup[2] = {ss[0], ss[0]};
+    int32_t ids[2] = {1, 2}, bad[2] = {1, -4}, next[2];
+    assert_int_equal(gptoss_decode_sample(NULL, ids, 2, ab, next, NULL), GPTOSS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gptoss_decode_sample(ss, ids, 2, ab, NULL, NULL), GPTOSS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gptoss_decode_sample(ss, ids, 2, an, next, NULL), GPTOSS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gptoss_decode_sample(ss, ids, 2, aa, next, NULL), GPTOSS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(gptoss_last_error(), "sampler 1 appears twice"));
+    assert_int_equal(gptoss_decode_sample(dup, ids, 2, ab, next, NULL), GPTOSS_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(gptoss_last_error(), "session 1 appears twice"));
+    assert_int_equal(gptoss_decode_sample(ss, bad, 2, ab, next, NULL), GPTOSS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(gptoss_decode_sample(ss, ids, 0, ab, next, NULL), GPTOSS_OK);
+    int32_t *fill = calloc(CTX, sizeof *fill);
+    gptoss_session_reset(ss[1]);
+    assert_int_equal(gptoss_session_append(ss[1], fill, CTX, NULL, 0), GPTOSS_OK);
+    assert_int_equal(gptoss_decode_sample(ss, ids, 2, ab, next, NULL), GPTOSS_ERR_CONTEXT_FULL);
+    assert_int_equal(gptoss_session_length(ss[0]), 4 + 12); /* nothing ran */
+    free(fill);
+    gptoss_sampler_free(a);
+    gptoss_sampler_free(b);
+    for (int i = 0; i < 2; i++) gptoss_session_free(ss[i]);
+    free(rows);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scripted_reasoning_and_final),
@@ -495,6 +569,7 @@ int main(void) {
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_load_scripts),
         cmocka_unit_test(test_prompt_injection_is_plain_text),
+        cmocka_unit_test(test_decode_sample),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

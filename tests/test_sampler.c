@@ -1,6 +1,7 @@
 /* test_sampler.c - the sampler against probabilities computed here in double:
  * greedy and ties, temperature / top-k / top-p / min-p distributions
- * (chi-square over seeded draws), truncation sets, reproducibility, logprobs. */
+ * (chi-square over seeded draws), truncation sets, reproducibility, logprobs,
+ * and the host side of device sampling (sampler_pick_*) against the full row. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <cmocka.h>
 
 #include "gptoss.h"
+#include "sampler_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -359,6 +361,89 @@ static void test_large_vocab(void **state) {
     free(l);
 }
 
+/* The device path's host side: sampler_pick_reduce (what the GPU computes)
+ * then sampler_pick_finish must give gptoss_sampler_sample's ids and
+ * logprobs bit for bit, with the same stream; returns how often the row was
+ * needed (the fallback). */
+static int pick_path_matches(const float *l, int n, float t, int k, float p, float minp, int seeds,
+                             int draws) {
+    static int32_t cid[PICK_CAND_CAP];
+    static float cl[PICK_CAND_CAP];
+    int need_row = 0;
+    for (int seed = 1; seed <= seeds; seed++) {
+        gptoss_sampler *a = make(t, k, p, minp, (uint64_t)seed), *b = make(t, k, p, minp, (uint64_t)seed);
+        for (int d = 0; d < draws; d++) {
+            float lpa = 0, lpb = 0;
+            int32_t ida = gptoss_sampler_sample(a, l, n, &lpa);
+            pick_request rq;
+            pick_result r;
+            sampler_pick_request(b, 1, &rq);
+            assert_int_equal(sampler_pick_reduce(b, l, n, &rq, cid, cl, &r), GPTOSS_OK);
+            int32_t idb = sampler_pick_finish(b, &rq, &r, &lpb);
+            if (idb == PICK_NEED_ROW) {
+                need_row++;
+                idb = gptoss_sampler_sample(b, l, n, &lpb);
+            }
+            if (ida != idb || memcmp(&lpa, &lpb, sizeof lpa))
+                fail_msg("n=%d t=%g k=%d p=%g min_p=%g seed %d draw %d: full row %d (%.9g), pick path %d (%.9g)",
+                         n, (double)t, k, (double)p, (double)minp, seed, d, ida, (double)lpa, idb, (double)lpb);
+        }
+        gptoss_sampler_free(a);
+        gptoss_sampler_free(b);
+    }
+    return need_row;
+}
+
+static void test_pick_path(void **state) {
+    (void)state;
+    const int sizes[] = {33, 1000, 201088};
+    static float rows[3][201088];
+    uint64_t x = 99;
+    for (int r = 0; r < 3; r++) {
+        int n = sizes[r];
+        for (int i = 0; i < n; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            double u = (double)(x >> 11) * 0x1.0p-53;
+            /* quantized: many ties; a few peaks, -inf and NaN entries */
+            rows[r][i] = (float)(floor(u * 24.0) / 4.0 + (i % 97 == 3 ? 4.0 : 0.0));
+            if (i % 53 == 7) rows[r][i] = -INFINITY;
+            if (i % 211 == 5) rows[r][i] = NAN;
+        }
+        rows[r][n - 1] = rows[r][0] = 9.5f; /* tied maximum at both ends */
+    }
+    const struct {
+        float t, p, minp;
+        int k;
+    } cfg[] = {
+        {0.0f, 1.0f, 0.0f, 0},   {0.7f, 1.0f, 0.0f, 0},  {1.3f, 1.0f, 0.05f, 0}, {1.0f, 1.0f, 0.0f, 1},
+        {1.0f, 1.0f, 0.0f, 5},   {0.8f, 1.0f, 0.0f, 256}, {1.0f, 0.9f, 0.0f, 0},  {1.0f, 0.5f, 0.0f, 0},
+        {0.9f, 0.9f, 0.0f, 40},  {1.0f, 0.5f, 0.0f, 5},  {1.0f, 0.9f, 0.1f, 0},  {2.0f, 0.95f, 0.02f, 256},
+    };
+    for (int r = 0; r < 3; r++)
+        for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++)
+            pick_path_matches(rows[r], sizes[r], cfg[c].t, cfg[c].k, cfg[c].p, cfg[c].minp,
+                              r == 2 ? 3 : 20, r == 2 ? 4 : 25);
+    /* the fallback: a flat row, top_p = 0.9 keeps ~90 % of 201088 tokens */
+    static float flat[201088];
+    for (int i = 0; i < 201088; i++) flat[i] = (float)(i % 7) * 0.01f;
+    assert_true(pick_path_matches(flat, 201088, 1.0f, 0, 0.9f, 0.0f, 2, 3) == 6);
+    assert_true(pick_path_matches(flat, 201088, 1.0f, 300, 1.0f, 0.0f, 2, 3) == 6); /* ties beyond the cap */
+    /* an infinite maximum is greedy and draws nothing; all -inf is an error on both paths */
+    float inf_row[5] = {1.0f, INFINITY, 2.0f, INFINITY, 0.0f};
+    pick_path_matches(inf_row, 5, 1.0f, 0, 0.9f, 0.0f, 3, 5);
+    pick_path_matches(inf_row, 5, 1.0f, 0, 1.0f, 0.0f, 3, 5);
+    float none[3] = {-INFINITY, NAN, -INFINITY};
+    gptoss_sampler *s = make(1.0f, 0, 1.0f, 0.0f, 1);
+    pick_request rq;
+    pick_result res;
+    sampler_pick_request(s, 0, &rq);
+    assert_int_equal(sampler_pick_reduce(s, none, 3, &rq, (int32_t[PICK_CAND_CAP]){0}, (float[PICK_CAND_CAP]){0}, &res),
+                     GPTOSS_OK);
+    assert_int_equal(sampler_pick_finish(s, &rq, &res, NULL), -1);
+    assert_non_null(strstr(gptoss_last_error(), "no value above -inf"));
+    gptoss_sampler_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_validation),
@@ -369,6 +454,7 @@ int main(void) {
         cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_large_vocab),
+        cmocka_unit_test(test_pick_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,7 @@
 # tools/transformers_compare.py), batch (1..64 sessions decoding together), sass,
 # b120 (120b: generate + bench).
 # VARIANTS: space-separated label=ENV1=a,ENV2=b items for the bench stage
-# (default below). Uses the carried binaries in $B (default build-final), or
+# (default below); BENCH_ARGS=--sample in a variant adds bench arguments. Uses the carried binaries in $B (default build-final), or
 # builds natively when they do not start.
 set -u
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 B=${B:-build-final}
 M=${M:-/dev/shm/m20}
 STAGES=${STAGES:-"parity bench"}
-VARIANTS=${VARIANTS:-"default= pdl=GPTOSS_CUDA_PDL=1 v5=GPTOSS_CUDA_MOE_DECODE=v5 v1=GPTOSS_CUDA_MOE_DECODE=v1 default2="}
+VARIANTS=${VARIANTS:-"default= v7=GPTOSS_CUDA_MOE_DECODE=v7 v4=GPTOSS_CUDA_MOE_DECODE=v4 sample=BENCH_ARGS=--sample default2="}
 SUM=$OUT/summary.txt
 : >"$SUM"
 log() { echo "[$(date -u +%T) +$SECONDS s] $*" | tee -a "$SUM"; }
@@ -74,7 +74,7 @@ if has bench && [ "$(rc_of gen)" = 0 ]; then
     for v in $VARIANTS; do
         label=${v%%=*}; envs=${v#*=}
         ( IFS=,; for kv in $envs; do [ -n "$kv" ] && export "$kv"; done
-          timeout 120 $B/gptoss bench -m "$M" -p 512 -n 128 -r 3 --device cuda --json >"$OUT/bench_$label.json" 2>"$OUT/bench_$label.err" )
+          timeout 120 $B/gptoss bench -m "$M" -p 512 -n 128 -r 3 --device cuda --json ${BENCH_ARGS:-} >"$OUT/bench_$label.json" 2>"$OUT/bench_$label.err" )
         log "bench $label ($envs): rc=$? $(tr -d '\n' <"$OUT/bench_$label.json" | grep -oE '"(decode_tok_s|prompt_tok_s)": *[0-9.]+' | tr '\n' ' ')"
     done
 fi

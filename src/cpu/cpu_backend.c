@@ -387,4 +387,5 @@ static gptoss_status cpu_forward(backend *b, const backend_item *items, int n_it
 const backend_ops cpu_backend_ops = {
     "cpu", cpu_create, cpu_destroy, cpu_kernels_name, cpu_forward, cpu_truncate,
     NULL, /* host bandwidth: measured by the caller (cli/membw.c) */
+    NULL, /* forward_pick: the engine samples the rows on the host */
 };

@@ -376,6 +376,7 @@ static void cuda_destroy(backend *b) {
     cudaFree(b->blas_ws);
     if (b->params_h) cudaFreeHost(b->params_h);
     if (b->logits_h) cudaFreeHost(b->logits_h);
+    cu_pick_free(b->pick);
     if (b->stream) cudaStreamDestroy(b->stream);
     cudaGetLastError();
     free(b->cfg.layer_is_sliding);
@@ -450,4 +451,5 @@ static gptoss_status cuda_mem_bandwidth(backend *b, double *gb_s) {
 
 extern "C" const backend_ops cuda_backend_ops = {
     "cuda", cuda_create, cuda_destroy, cuda_kernels, cuda_forward, cuda_truncate, cuda_mem_bandwidth,
+    cuda_forward_pick,
 };

@@ -12,6 +12,16 @@ extern "C" {
 
 #define LOGIT_ROWS 32    /* lm_head rows per chunk (device logits buffer) */
 #define PIN_LOGIT_ROWS 4 /* rows copied back through pinned memory */
+#define CU_PICK_ROWS LOGIT_ROWS /* rows one device-sampling launch reduces */
+
+/* Device sampling (cuda_sample.cu): buffers for vocabulary V and the
+ * candidates of `rows` rows per call; cu_pick_run reduces R <= CU_PICK_ROWS
+ * device rows (logits_d, [R, V]) as rq asks into res (host rows row0..). */
+struct cu_pick;
+gptoss_status cu_pick_reserve(cu_pick **p, int V, int rows);
+gptoss_status cu_pick_run(cu_pick *p, const float *logits_d, const pick_request *rq, pick_result *res,
+                          int R, int row0, cudaStream_t s);
+void cu_pick_free(cu_pick *p);
 
 typedef struct {
     float *attn_norm, *mlp_norm;          /* [H] */
@@ -54,10 +64,13 @@ struct backend {
     cudaGraphExec_t graph_exec;  /* decode graph and its key */
     int graph_T, graph_R, graph_bucket;
     int use_graph;               /* 0 when GPTOSS_CUDA_GRAPH=0 */
+    cu_pick *pick;               /* device sampling buffers, made on first use */
     char desc[512];
 };
 
 gptoss_status cu_fail(cudaError_t e, const char *what);
 gptoss_status cuda_forward(backend *b, const backend_item *items, int n_items, float *logits);
+gptoss_status cuda_forward_pick(backend *b, const backend_item *items, int n_items,
+                                const pick_request *reqs, pick_result *res);
 
 #endif

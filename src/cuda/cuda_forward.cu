@@ -138,8 +138,11 @@ static gptoss_status launch_decode_graph(backend *b, int T, int maxpos, int R) {
     return GPTOSS_OK;
 }
 
-/* params_h holds tok[T], pos[T], slot[T], rows[R]. */
-static gptoss_status run_pass(backend *b, int T, int maxpos, int R, float *logits_out) {
+/* params_h holds tok[T], pos[T], slot[T], rows[R]. The logits rows go to
+ * logits_out, or (rq != NULL) are reduced on the device as rq[0..R) asks into
+ * res (device sampling, cuda_sample.cu; row0: the call's row of rq[0]). */
+static gptoss_status run_pass(backend *b, int T, int maxpos, int R, float *logits_out,
+                              const pick_request *rq, pick_result *res, int row0) {
     const gptoss_config *c = &b->cfg;
     int H = c->hidden, V = c->vocab_size;
     cudaStream_t s = b->stream;
@@ -148,7 +151,8 @@ static gptoss_status run_pass(backend *b, int T, int maxpos, int R, float *logit
                         cudaMemcpyHostToDevice, s);
     if (e) return cu_fail(e, "forward: parameters");
     const int *rows = b->params_d + 3 * T;
-    int lm_rows = logits_out && R <= CU_DECODE_MAX_T ? R : 0;
+    bool want = logits_out || rq;
+    int lm_rows = want && R <= CU_DECODE_MAX_T ? R : 0;
     if (T <= CU_DECODE_MAX_T && b->use_graph) {
         gptoss_status st = launch_decode_graph(b, T, maxpos, lm_rows);
         if (st) return st;
@@ -157,12 +161,17 @@ static gptoss_status run_pass(backend *b, int T, int maxpos, int R, float *logit
         if (bs) return gptoss_set_error(GPTOSS_ERR_BACKEND, "cuda: cuBLAS GEMM failed (status %d)", (int)bs);
     }
     /* logits for the requested rows */
-    for (int off = 0; off < R && logits_out; off += LOGIT_ROWS) {
+    for (int off = 0; off < R && want; off += LOGIT_ROWS) {
         int Rc = R - off < LOGIT_ROWS ? R - off : LOGIT_ROWS;
         if (!lm_rows) {
             cu_rmsnorm(b->x, NULL, b->final_norm, NULL, b->hb, b->hb_lo, rows + off, Rc, H, c->rms_eps, s);
             cublasStatus_t bs = gemm_split(b, b->lm_head, V, H, b->hb, b->hb_lo, Rc, b->logits_d, V, 0.0f);
             if (bs) return gptoss_set_error(GPTOSS_ERR_BACKEND, "cuda: cuBLAS lm_head failed (status %d)", (int)bs);
+        }
+        if (rq) { /* launched after the graph; only small results come back */
+            gptoss_status st = cu_pick_run(b->pick, b->logits_d, rq + off, res + off, Rc, row0 + off, s);
+            if (st) return st;
+            continue;
         }
         float *dst = logits_out + (size_t)off * V;
         size_t bytes = (size_t)Rc * V * sizeof(float);
@@ -183,7 +192,8 @@ static gptoss_status run_pass(backend *b, int T, int maxpos, int R, float *logit
     return GPTOSS_OK;
 }
 
-gptoss_status cuda_forward(backend *b, const backend_item *items, int n_items, float *logits) {
+static gptoss_status forward(backend *b, const backend_item *items, int n_items, float *logits,
+                             const pick_request *rq, pick_result *res) {
     if (!b || (!items && n_items) || n_items < 0)
         return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "cuda: forward: NULL argument");
     const gptoss_config *c = &b->cfg;
@@ -211,7 +221,7 @@ gptoss_status cuda_forward(backend *b, const backend_item *items, int n_items, f
     const int T_MAX = CU_PASS_MAX_T;
     int *ph = b->params_h;
     float *out = logits;
-    int T = 0, R = 0, maxpos = 0;
+    int T = 0, R = 0, maxpos = 0, row0 = 0;
     int tokbuf[CU_PASS_MAX_T], posbuf[CU_PASS_MAX_T], slotbuf[CU_PASS_MAX_T], rowbuf[CU_PASS_MAX_T];
     for (int i = 0; i <= n_items; i++) {
         int n = i < n_items ? items[i].n : 0;
@@ -220,9 +230,10 @@ gptoss_status cuda_forward(backend *b, const backend_item *items, int n_items, f
             memcpy(ph + T, posbuf, (size_t)T * 4);
             memcpy(ph + 2 * T, slotbuf, (size_t)T * 4);
             memcpy(ph + 3 * T, rowbuf, (size_t)R * 4);
-            gptoss_status st = run_pass(b, T, maxpos, R, out);
+            gptoss_status st = run_pass(b, T, maxpos, R, out, rq, res, row0);
             if (st) return st;
             if (out) out += (size_t)R * c->vocab_size;
+            if (rq) rq += R, res += R, row0 += R;
             T = R = maxpos = 0;
         }
         if (i == n_items) break;
@@ -237,4 +248,23 @@ gptoss_status cuda_forward(backend *b, const backend_item *items, int n_items, f
         if (it->pos + it->n - 1 > maxpos) maxpos = it->pos + it->n - 1;
     }
     return GPTOSS_OK;
+}
+
+gptoss_status cuda_forward(backend *b, const backend_item *items, int n_items, float *logits) {
+    return forward(b, items, n_items, logits, NULL, NULL);
+}
+
+/* Decode items only: one row each, reduced on the device (cuda_sample.cu). */
+gptoss_status cuda_forward_pick(backend *b, const backend_item *items, int n_items,
+                                const pick_request *reqs, pick_result *res) {
+    if (!b || !items || !reqs || !res || n_items < 1)
+        return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "cuda: forward_pick: bad argument");
+    for (int i = 0; i < n_items; i++)
+        if (items[i].n != 1 || items[i].logits_all)
+            return gptoss_set_error(GPTOSS_ERR_INVALID_ARGUMENT, "cuda: forward_pick: item %d is not one decode token", i);
+    cudaError_t e = cudaSetDevice(b->dev);
+    if (e) return cu_fail(e, "set device");
+    gptoss_status st = cu_pick_reserve(&b->pick, b->cfg.vocab_size, n_items); /* UNSUPPORTED: engine falls back */
+    if (st) return st;
+    return forward(b, items, n_items, NULL, reqs, res);
 }

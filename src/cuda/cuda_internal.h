@@ -61,6 +61,14 @@ static inline void cu_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size
     cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
+/* As cu_launch, never with PDL (the v7 MoE kernels: with GPTOSS_CUDA_PDL=1
+ * their parity tests failed on the H200 and the cause was not found). */
+template <typename... KArgs, typename... Args>
+static inline void cu_launch_serial(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                    cudaStream_t s, Args... args) {
+    kern<<<grid, block, smem, s>>>(args...);
+}
+
 /* ----------------------------------------------------------- launchers */
 /* Raises the shared-memory limits of the kernels that need it; call once per
  * device before any launch (outside graph capture). */
@@ -143,18 +151,29 @@ void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const floa
                         const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                         int k, int H, int I, cudaStream_t s);
 
-/* Versions 4 and 5 of the two decode MoE kernels (cuda_moe_decode_v4.cu,
- * _v5.cu), chosen by GPTOSS_CUDA_MOE_DECODE=v1|v4|v5 at init (default v4)
- * or cu_moe_decode_set_variant. Same arguments; they return 0 without
- * launching when the shape is not covered (the launcher then runs v1). */
+/* Versions 4, 5 and 6 of the two decode MoE kernels (cuda_moe_decode_v4.cu,
+ * _v5.cu; v6 is v4 with i8 = 1: int8 hi + lo inputs, dp4a), chosen by
+ * GPTOSS_CUDA_MOE_DECODE=v1|v4|v5|v6 at init or cu_moe_decode_set_variant.
+ * Same arguments; they return 0 without launching when the shape is not
+ * covered (the launcher then runs v1). */
 void cu_moe_decode_v4_init(void);
 int cu_moe_gate_up_decode_v4(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                              const float *h, const float *norm_w, const float *logits, int E,
                              int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
-                             float limit, float alpha, cudaStream_t s);
+                             float limit, float alpha, int i8, cudaStream_t s);
 int cu_moe_down_decode_v4(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                           const float *act, const int *sel_e, const float *sel_w, float *x, int T,
-                          int k, int H, int I, cudaStream_t s);
+                          int k, int H, int I, int i8, cudaStream_t s);
+/* v7 (cuda_moe_decode_v7.cu): weights streamed into registers; i8 = 1: int8
+ * hi + lo inputs (GPTOSS_CUDA_MOE_DECODE=v7), 0: fp32 inputs (v7f). */
+void cu_moe_decode_v7_init(void);
+int cu_moe_gate_up_decode_v7(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                             const float *h, const float *norm_w, const float *logits, int E,
+                             int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
+                             float limit, float alpha, int i8, cudaStream_t s);
+int cu_moe_down_decode_v7(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                          const float *act, const int *sel_e, const float *sel_w, float *x, int T,
+                          int k, int H, int I, int i8, cudaStream_t s);
 void cu_moe_decode_v5_init(void);
 /* Scratch of the v5 down kernel for up to T tokens x k experts x H rows (call
  * before capturing a graph); -1 when the allocation failed (v5's down kernel
@@ -167,7 +186,7 @@ int cu_moe_gate_up_decode_v5(const uint8_t *blocks, const uint8_t *scales, const
 int cu_moe_down_decode_v5(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                           const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                           int k, int H, int I, cudaStream_t s);
-/* 1, 4 or 5: the decode MoE kernel version used from now on (overrides the
+/* 1, 4, 5, 6, 7 or 8 (= v7f): the decode MoE kernel version used from now on (overrides the
  * environment); returns the previous one. */
 int cu_moe_decode_set_variant(int v);
 
@@ -187,6 +206,22 @@ void cu_moe_prefill(const uint8_t *gu_blocks, const uint8_t *gu_scales, const fl
                     const bf16 *h_hi, const bf16 *h_lo, const int *sel_e, const float *sel_w, float *x,
                     const cu_moe_scratch *sc, int T, int k, int E, int H, int I, float limit,
                     float alpha, cudaStream_t s);
+/* ---- grouped GEMM v2 (cuda_moe_gemm_v2.cu), chosen by GPTOSS_CUDA_MOE_GEMM=v2
+ * (read once) or cu_moe_gemm_set_variant; cu_moe_prefill keeps k_route and
+ * k_combine and calls cu_moe_gemm_v2 for the two GEMMs, which returns 0
+ * without launching when it does not cover the shape (tile_rows: k_route's
+ * tile height). */
+void cu_moe_gemm_v2_init(void);
+int cu_moe_gemm_variant(void);       /* 1 (cuda_moe_gemm.cu) or 2 */
+/* returns the previous one; -1 (nothing changed) for 2 when the device cannot
+ * run v2 (shared memory; valid after cu_kernels_init) */
+int cu_moe_gemm_set_variant(int v);
+int cu_moe_gemm_v2(const uint8_t *gu_blocks, const uint8_t *gu_scales, const float *gu_bias,
+                   const uint8_t *dn_blocks, const uint8_t *dn_scales, const float *dn_bias,
+                   const bf16 *h_hi, const bf16 *h_lo, const float *sel_w, const cu_moe_scratch *sc,
+                   int T, int k, int E, int H, int I, float limit, float alpha, int tile_rows,
+                   cudaStream_t s);
+/* ---- end grouped GEMM v2 */
 
 /* Warp-wide router top-k over logits[0..E) (+ bias), E <= 256: the k best
  * (lowest index on ties), softmax over them. Every lane returns the result.

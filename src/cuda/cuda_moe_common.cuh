@@ -1,6 +1,7 @@
 /* cuda_moe_common.cuh - device helpers shared by the MXFP4 decode kernels v4
- * and v5: the per-lane E2M1 lookup table, the 32-weight block dot product and
- * the cp.async wrappers. */
+ * to v7: the per-lane E2M1 lookup table, the 32-weight block dot products
+ * (fp32 inputs through the table; int8 hi + lo inputs through dp4a) and the
+ * cp.async wrappers. */
 #ifndef GPTOSS_CUDA_MOE_COMMON_CUH
 #define GPTOSS_CUDA_MOE_COMMON_CUH
 
@@ -62,6 +63,127 @@ __device__ __forceinline__ int moe_pair_expert(const float *logits, int E, int k
         }
     return sel[j];
 }
+
+/* A lane's 32 inputs of its block, fp32 (v4, v7f): the exact path. */
+struct MoeXF32 {
+    float x[32];
+    __device__ __forceinline__ void load(const float *v, int b, int NB) {
+#pragma unroll
+        for (int q = 0; q < 8; q++) {
+            float4 f = b < NB ? __ldg(reinterpret_cast<const float4 *>(v + (size_t)b * 32) + q)
+                              : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            x[4 * q] = f.x; x[4 * q + 1] = f.y; x[4 * q + 2] = f.z; x[4 * q + 3] = f.w;
+        }
+    }
+    /* unscaled sum of value(code_i) * x_i over the block */
+    __device__ __forceinline__ float dot(uint4 q, const unsigned char *tab, uint32_t lb) const {
+        return moe_block_dot(q, x, tab, lb);
+    }
+};
+
+/* tab2[b * 32 + l] (8 bytes, one copy per lane l) = (value(b & 15),
+ * value(b >> 4)) as two floats: a code byte becomes both operands with one
+ * 64-bit shared load (no bf16 unpacking), conflict-free since lane l reads
+ * bytes [8l, 8l + 8) of a 256-byte row. 64 KiB. Each value pair is computed
+ * once and stored for 4 lanes at a time. */
+__device__ __forceinline__ void moe_build_tab2(unsigned char *tab) {
+    float4 *t = reinterpret_cast<float4 *>(tab);
+    for (int i = threadIdx.x; i < 256 * 16; i += blockDim.x) {
+        uint32_t b = (uint32_t)i >> 4;
+        float lo = c_moe_e2m1[b & 15u], hi = c_moe_e2m1[b >> 4];
+        t[i] = make_float4(lo, hi, lo, hi);
+    }
+}
+
+/* fp32 inputs through tab2 (v7f): per code byte one PRMT (the address:
+ * byte b at bits 8-15, lane*8 below), one LDS.64 and two FFMA. */
+struct MoeXF32P {
+    MoeXF32 f;
+    __device__ __forceinline__ void load(const float *v, int b, int NB) { f.load(v, b, NB); }
+    /* lb = lane * 8 */
+    __device__ __forceinline__ float dot(uint4 q, const unsigned char *tab, uint32_t lb) const {
+        uint32_t wv[4] = { q.x, q.y, q.z, q.w };
+        float s[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                float2 v = *reinterpret_cast<const float2 *>(tab + __byte_perm(wv[i], lb, MOE_TAB_SEL(b)));
+                s[2 * (i & 1)] = fmaf(v.x, f.x[8 * i + 2 * b], s[2 * (i & 1)]);
+                s[2 * (i & 1) + 1] = fmaf(v.y, f.x[8 * i + 2 * b + 1], s[2 * (i & 1) + 1]);
+            }
+        }
+        return (s[0] + s[1]) + (s[2] + s[3]);
+    }
+};
+
+/* The same inputs as int8 hi + lo blocks (v6, v7). Byte j of h[i] is element 4i + j. */
+struct MoeXI8 {
+    int h[8], l[8];
+    float dh, dl; /* 0.5 * step of hi and lo (the codes below are 2 * E2M1) */
+    __device__ __forceinline__ void load(const float *v, int b, int NB) {
+        MoeXF32 f;
+        f.load(v, b, NB);
+        float m = 0.0f;
+        bool finite = true;
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            m = fmaxf(m, fabsf(f.x[i]));
+            finite = finite && fabsf(f.x[i]) <= 3.402823466e38f;
+        }
+        /* hi step m/127; the remainder is within half a step, lo step m/127/254 */
+        float d1 = m * (1.0f / 127.0f), d2 = d1 * (1.0f / 254.0f);
+        float inv1 = m > 0.0f ? 127.0f / m : 0.0f, inv2 = m > 0.0f ? 1.0f / d2 : 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            uint32_t ph = 0, pl = 0;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float xv = f.x[4 * i + j];
+                int q1 = max(-127, min(127, __float2int_rn(xv * inv1)));
+                float r = fmaf(-(float)q1, d1, xv);
+                int q2 = max(-127, min(127, __float2int_rn(r * inv2)));
+                ph |= ((uint32_t)q1 & 0xffu) << (8 * j);
+                pl |= ((uint32_t)q2 & 0xffu) << (8 * j);
+            }
+            h[i] = (int)ph;
+            l[i] = (int)pl;
+        }
+        /* a non-finite input poisons the sums as the fp32 path would */
+        dh = finite ? 0.5f * d1 : __int_as_float(0x7fc00000);
+        dl = 0.5f * d2;
+    }
+    /* PTX prmt without the selector masking __byte_perm adds: a selector
+     * nibble's bit 3 then replicates the sign of the chosen byte */
+    static __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t c) {
+        uint32_t d;
+        asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+        return d;
+    }
+    __device__ __forceinline__ float dot(uint4 q, const unsigned char *, uint32_t) const {
+        /* 2 * E2M1 as int8: P = codes 0..7, N = codes 8..15 (index: low 3
+         * bits). A positive code looks up P directly; a negative one looks up
+         * N with its sign bit flipped off (the flipped bit of a positive code
+         * only replicates a sign, and that byte is not chosen). The third
+         * permute takes byte i from P's result or (4 + i) from N's, by the
+         * sign bit of code i. */
+        const uint32_t P0 = 0x03020100u, P1 = 0x0C080604u, N0 = 0xFDFEFF00u, N1 = 0xF4F8FAFCu;
+        uint32_t w[4] = { q.x, q.y, q.z, q.w };
+        int ah = 0, al = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            uint32_t wn = w[i] ^ 0x88888888u;
+            uint32_t sel = ((w[i] >> 1) & 0x44444444u) | 0x32103210u;
+            uint32_t v0 = prmt(prmt(P0, P1, w[i]), prmt(N0, N1, wn), sel);
+            uint32_t v1 = prmt(prmt(P0, P1, w[i] >> 16), prmt(N0, N1, wn >> 16), sel >> 16);
+            ah = __dp4a((int)v0, h[2 * i], ah);
+            ah = __dp4a((int)v1, h[2 * i + 1], ah);
+            al = __dp4a((int)v0, l[2 * i], al);
+            al = __dp4a((int)v1, l[2 * i + 1], al);
+        }
+        return (float)ah * dh + (float)al * dl;
+    }
+};
 
 static __device__ __forceinline__ void moe_cp16(uint32_t dst, const void *src, int bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));

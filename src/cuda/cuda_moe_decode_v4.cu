@@ -20,6 +20,15 @@
  * down:    grid (bx, T); block = a row range for all k experts; 24 warps =
  *          k experts x 3 parts x (8/k) row groups (k in 1, 2, 4, 8).
  * Other shapes return 0 and the caller runs v1.
+ *
+ * v6 (GPTOSS_CUDA_MOE_DECODE=v6) is this kernel with another dot product
+ * (template flag I8): a lane turns its 32 inputs into two int8 blocks, hi and
+ * lo (x ~ dh*hi + dl*lo, error <= max|x| / 64516 per element), and each
+ * 4-byte word of codes becomes two int8x4 words of 2*E2M1 values through
+ * three byte permutes per four codes (positive table, negative table, select
+ * on the sign bit); __dp4a multiplies four weights at once. That is 16
+ * instructions per 8 weights against ~24 for the table + FFMA path, and no
+ * 64 KiB shared table, so the pipeline can be deeper.
  */
 #include "cuda_moe_common.cuh"
 
@@ -59,7 +68,8 @@ __device__ __forceinline__ void v4_issue(uint32_t sa, const uint8_t *bm, const u
 }
 
 /* Per-lane dot products of the stage's two rows with this lane's block. */
-__device__ __forceinline__ void v4_dot_stage(const unsigned char *st, const float (&x)[32],
+template <class X>
+__device__ __forceinline__ void v4_dot_stage(const unsigned char *st, const X &x,
                                              const unsigned char *tab, uint32_t lb, size_t row,
                                              int NB, int pb, int nbp, int lane, float (&acc)[2]) {
     acc[0] = 0.0f;
@@ -70,34 +80,28 @@ __device__ __forceinline__ void v4_dot_stage(const unsigned char *st, const floa
             uint4 q = *reinterpret_cast<const uint4 *>(st + g * 512 + lane * 16);
             size_t start = (row + g) * (size_t)NB + pb;
             uint32_t sc = st[1024 + g * 48 + (int)(start & 3) + lane];
-            acc[g] = moe_block_dot(q, x, tab, lb) * e8m0_scale(sc);
+            acc[g] = x.dot(q, tab, lb) * e8m0_scale(sc);
         }
     }
 }
 
-__device__ __forceinline__ void v4_load_x(float (&x)[32], const float *v, int b, int NB) {
-#pragma unroll
-    for (int q = 0; q < 8; q++) {
-        float4 f = b < NB ? __ldg(reinterpret_cast<const float4 *>(v + (size_t)b * 32) + q)
-                          : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        x[4 * q] = f.x; x[4 * q + 1] = f.y; x[4 * q + 2] = f.z; x[4 * q + 3] = f.w;
-    }
-}
+/* shared bytes before the stages: the code table of the fp32 path */
+#define V4_TAB(I8) ((I8) ? 0 : MOE_TAB_BYTES)
 
-/* grid (bx, T*k), 768 threads, smem MOE_TAB_BYTES + 24*S*V4_SB + 3*2*PR floats.
+/* grid (bx, T*k), 768 threads, smem V4_TAB + 24*S*V4_SB + 3*2*PR floats.
  * Block bx: pairs [bx*PR, min(I, bx*PR + PR)). */
-template <int S>
+template <bool I8, int S>
 __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
     const uint8_t *__restrict__ blocks, const uint8_t *__restrict__ scales,
     const float *__restrict__ bias, const float *__restrict__ h, const float *__restrict__ logits,
     int E, int *sel_e, float *sel_w, float *__restrict__ act, int k, int H, int I, float limit,
     float alpha, int PR) {
     extern __shared__ __align__(16) unsigned char v4_smem[];
-    float *part = reinterpret_cast<float *>(v4_smem + MOE_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB); /* [3][2*PR] */
+    float *part = reinterpret_cast<float *>(v4_smem + V4_TAB(I8) + (size_t)V4_WARPS * S * V4_SB); /* [3][2*PR] */
     int pair_idx = blockIdx.y; /* t*k + j */
     int t = pair_idx / k, jsel = pair_idx % k;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    moe_build_tab(v4_smem);
+    if (!I8) moe_build_tab(v4_smem);
     pdl_trigger();
     pdl_wait(); /* router logits / selection and h come from the predecessor */
     int e = moe_pair_expert(logits, E, k, t, jsel, sel_e, sel_w);
@@ -109,15 +113,15 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
     size_t rowbytes = (size_t)NB * 16;
     const uint8_t *bexp = blocks + (size_t)e * 2 * I * rowbytes;
     const uint8_t *sexp = scales + (size_t)e * 2 * I * NB;
-    unsigned char *stages = v4_smem + MOE_TAB_BYTES + (size_t)warp * S * V4_SB;
+    unsigned char *stages = v4_smem + V4_TAB(I8) + (size_t)warp * S * V4_SB;
     uint32_t sbase = (uint32_t)__cvta_generic_to_shared(stages);
 #pragma unroll
     for (int s = 0; s < S - 1; s++) {
         if (s < n_items) v4_issue(sbase + s * V4_SB, bexp, sexp, 2 * (size_t)(first + 8 * s), true, NB, pb, nbp, lane);
         moe_commit();
     }
-    float x[32];
-    v4_load_x(x, h + (size_t)t * H, pb + lane, NB);
+    typename std::conditional<I8, MoeXI8, MoeXF32>::type x;
+    x.load(h + (size_t)t * H, pb + lane, NB);
     __syncthreads(); /* the table */
     uint32_t lb = (uint32_t)lane * 4u;
     for (int n = 0; n < n_items; n++) {
@@ -154,22 +158,22 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
     }
 }
 
-/* grid (bx, T), 768 threads, smem MOE_TAB_BYTES + 24*S*V4_SB + k*3*RB floats.
+/* grid (bx, T), 768 threads, smem V4_TAB + 24*S*V4_SB + k*3*RB floats.
  * Block rows [r0, r0+RB). Warp w: expert j = w / (3G), part (w % 3G) % 3,
  * row group (w % 3G) / 3 of G = 8/k; the group walks row pairs
  * r0 + 2*(grp + G*n). */
-template <int S>
+template <bool I8, int S>
 __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
     const uint8_t *__restrict__ blocks, const uint8_t *__restrict__ scales,
     const float *__restrict__ bias, const float *__restrict__ act, const int *__restrict__ sel_e,
     const float *__restrict__ sel_w, float *x, int k, int H, int I, int RB) {
     extern __shared__ __align__(16) unsigned char v4_smem[];
-    float *part = reinterpret_cast<float *>(v4_smem + MOE_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB); /* [k][3][RB] */
+    float *part = reinterpret_cast<float *>(v4_smem + V4_TAB(I8) + (size_t)V4_WARPS * S * V4_SB); /* [k][3][RB] */
     int t = blockIdx.y;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int G = 8 / k, j = warp / (3 * G), rem = warp % (3 * G), p = rem % 3, grp = rem / 3;
     int r0 = blockIdx.x * RB, r1 = min(H, r0 + RB);
-    moe_build_tab(v4_smem);
+    if (!I8) moe_build_tab(v4_smem);
     pdl_trigger();
     pdl_wait(); /* selection, activations and x come from the predecessors */
     int NB = I / 32, pb = p * 32, nbp = min(32, NB - pb);
@@ -179,7 +183,7 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
     const uint8_t *sexp = scales + (size_t)e * H * NB;
     int first = r0 + 2 * grp, step = 2 * G;
     int n_items = nbp > 0 && first < r1 ? (r1 - 1 - first) / step + 1 : 0;
-    unsigned char *stages = v4_smem + MOE_TAB_BYTES + (size_t)warp * S * V4_SB;
+    unsigned char *stages = v4_smem + V4_TAB(I8) + (size_t)warp * S * V4_SB;
     uint32_t sbase = (uint32_t)__cvta_generic_to_shared(stages);
 #pragma unroll
     for (int s = 0; s < S - 1; s++) {
@@ -189,8 +193,8 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
         }
         moe_commit();
     }
-    float xv[32];
-    v4_load_x(xv, act + ((size_t)t * k + j) * I, pb + lane, NB);
+    typename std::conditional<I8, MoeXI8, MoeXF32>::type xv;
+    xv.load(act + ((size_t)t * k + j) * I, pb + lane, NB);
     __syncthreads(); /* the table */
     uint32_t lb = (uint32_t)lane * 4u;
     float *pj = part + ((size_t)j * 3 + p) * RB; /* row r at pj[r - r0] */
@@ -230,9 +234,9 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
     }
 }
 
-template <int S> static void v4_config(void) {
-    cudaFuncSetAttribute(k_moe_gate_up_v4<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_v4_smem_max);
-    cudaFuncSetAttribute(k_moe_down_v4<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_v4_smem_max);
+template <bool I8, int S> static void v4_config(void) {
+    cudaFuncSetAttribute(k_moe_gate_up_v4<I8, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_v4_smem_max);
+    cudaFuncSetAttribute(k_moe_down_v4<I8, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_v4_smem_max);
 }
 
 void cu_moe_decode_v4_init(void) {
@@ -240,21 +244,26 @@ void cu_moe_decode_v4_init(void) {
     cu_device_limits(&sms, &optin);
     g_v4_smem_max = optin;
     g_v4_sms = sms;
-    v4_config<3>(); v4_config<4>(); v4_config<5>(); v4_config<6>();
+    v4_config<false, 3>(); v4_config<false, 4>(); v4_config<false, 5>(); v4_config<false, 6>();
+    v4_config<true, 3>(); v4_config<true, 4>(); v4_config<true, 6>(); v4_config<true, 8>();
     cudaGetLastError();
 }
 
-/* The deepest pipeline (<= 6 stages) that fits next to the table and `extra` bytes. */
-static int v4_pick_stages(size_t extra) {
-    for (int S = 6; S >= 3; S--)
-        if (MOE_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB + extra <= (size_t)g_v4_smem_max) return S;
+/* The deepest pipeline (<= 6 stages for v4, <= 8 for v6; 3 at least) that
+ * fits next to the table and `extra` bytes. */
+static int v4_pick_stages(bool i8, size_t extra) {
+    static const int fp32_s[] = { 6, 5, 4, 3 }, i8_s[] = { 8, 6, 4, 3 };
+    for (int q = 0; q < 4; q++) {
+        int S = i8 ? i8_s[q] : fp32_s[q];
+        if ((size_t)V4_TAB(i8) + (size_t)V4_WARPS * S * V4_SB + extra <= (size_t)g_v4_smem_max) return S;
+    }
     return 0;
 }
 
 int cu_moe_gate_up_decode_v4(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                              const float *h, const float *norm_w, const float *logits, int E,
                              int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
-                             float limit, float alpha, cudaStream_t s) {
+                             float limit, float alpha, int i8, cudaStream_t s) {
     int NB = H / 32;
     if (norm_w || H % 32 || NB > 32 * V4_PARTS || k < 1 || k > CU_MAX_TOPK || T < 1 || I < 1 ||
         (uintptr_t)scales % 4)
@@ -264,20 +273,24 @@ int cu_moe_gate_up_decode_v4(const uint8_t *blocks, const uint8_t *scales, const
     int PR = (I + bx - 1) / bx;
     bx = (I + PR - 1) / PR;
     size_t extra = (size_t)V4_PARTS * 2 * PR * sizeof(float);
-    int S = v4_pick_stages(extra);
+    int S = v4_pick_stages(i8, extra);
     if (!S) return 0;
-    size_t smem = MOE_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB + extra;
+    size_t smem = (size_t)V4_TAB(i8) + (size_t)V4_WARPS * S * V4_SB + extra;
     dim3 grid(bx, P);
-#define GU(SS) cu_launch(k_moe_gate_up_v4<SS>, grid, dim3(V4_THREADS), smem, s, blocks, scales, bias, h, \
-                         logits, E, sel_e, sel_w, act, k, H, I, limit, alpha, PR)
-    switch (S) { case 6: GU(6); break; case 5: GU(5); break; case 4: GU(4); break; default: GU(3); break; }
+#define GU(Q, SS) cu_launch(k_moe_gate_up_v4<Q, SS>, grid, dim3(V4_THREADS), smem, s, blocks, scales, bias, \
+                            h, logits, E, sel_e, sel_w, act, k, H, I, limit, alpha, PR)
+    if (i8) {
+        switch (S) { case 8: GU(true, 8); break; case 6: GU(true, 6); break; case 4: GU(true, 4); break; default: GU(true, 3); break; }
+    } else {
+        switch (S) { case 6: GU(false, 6); break; case 5: GU(false, 5); break; case 4: GU(false, 4); break; default: GU(false, 3); break; }
+    }
 #undef GU
     return 1;
 }
 
 int cu_moe_down_decode_v4(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                           const float *act, const int *sel_e, const float *sel_w, float *x, int T,
-                          int k, int H, int I, cudaStream_t s) {
+                          int k, int H, int I, int i8, cudaStream_t s) {
     int NB = I / 32;
     if (I % 32 || NB > 32 * V4_PARTS || (k != 1 && k != 2 && k != 4 && k != 8) || T < 1 || H < 1 ||
         (uintptr_t)scales % 4)
@@ -288,13 +301,17 @@ int cu_moe_down_decode_v4(const uint8_t *blocks, const uint8_t *scales, const fl
     RB += RB & 1; /* even: row pairs never straddle blocks */
     bx = (H + RB - 1) / RB;
     size_t extra = (size_t)k * V4_PARTS * RB * sizeof(float);
-    int S = v4_pick_stages(extra);
+    int S = v4_pick_stages(i8, extra);
     if (!S) return 0;
-    size_t smem = MOE_TAB_BYTES + (size_t)V4_WARPS * S * V4_SB + extra;
+    size_t smem = (size_t)V4_TAB(i8) + (size_t)V4_WARPS * S * V4_SB + extra;
     dim3 grid(bx, T);
-#define DN(SS) cu_launch(k_moe_down_v4<SS>, grid, dim3(V4_THREADS), smem, s, blocks, scales, bias, act, \
-                         sel_e, sel_w, x, k, H, I, RB)
-    switch (S) { case 6: DN(6); break; case 5: DN(5); break; case 4: DN(4); break; default: DN(3); break; }
+#define DN(Q, SS) cu_launch(k_moe_down_v4<Q, SS>, grid, dim3(V4_THREADS), smem, s, blocks, scales, bias, \
+                            act, sel_e, sel_w, x, k, H, I, RB)
+    if (i8) {
+        switch (S) { case 8: DN(true, 8); break; case 6: DN(true, 6); break; case 4: DN(true, 4); break; default: DN(true, 3); break; }
+    } else {
+        switch (S) { case 6: DN(false, 6); break; case 5: DN(false, 5); break; case 4: DN(false, 4); break; default: DN(false, 3); break; }
+    }
 #undef DN
     return 1;
 }

@@ -1,6 +1,7 @@
 /* cuda_test.cu - single-kernel entry points on host data for the parity tests
  * (see cuda_test.h). Not used by the engine. */
 #include "cuda/cuda_internal.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/cuda_test.h"
 
 #include <cublas_v2.h>
@@ -204,4 +205,38 @@ extern "C" int cuda_test_moe(const uint8_t *gu_blocks, const uint8_t *gu_scales,
 
 extern "C" int cuda_test_moe_decode_variant(int version) {
     return cu_moe_decode_set_variant(version);
+}
+
+extern "C" int cuda_test_moe_gemm_variant(int version) {
+    cu_kernels_init(); /* v2's shared-memory check */
+    return cu_moe_gemm_set_variant(version);
+}
+
+extern "C" int cuda_test_pick(const float *logits, int R, int V, const pick_request *rq, pick_result *res,
+                              int32_t *cand_id, float *cand_logit) {
+    dev_pool dp;
+    float *l = dp.put(logits, (size_t)R * V);
+    if (dp.failed) return finish(dp, "pick");
+    cu_pick *p = NULL;
+    int rc = -1;
+    if (cu_pick_reserve(&p, V, R) == GPTOSS_OK) {
+        rc = 0;
+        for (int off = 0; off < R && !rc; off += CU_PICK_ROWS) {
+            int n = R - off < CU_PICK_ROWS ? R - off : CU_PICK_ROWS;
+            if (cu_pick_run(p, l + (size_t)off * V, rq + off, res + off, n, off, 0) != GPTOSS_OK) rc = -1;
+        }
+        for (int r = 0; r < R && !rc; r++) { /* out of the pick buffers, freed below */
+            int n = res[r].st.n_cand < PICK_CAND_CAP ? res[r].st.n_cand : PICK_CAND_CAP;
+            if (n > 0) {
+                memcpy(cand_id + (size_t)r * PICK_CAND_CAP, res[r].cand_id, (size_t)n * sizeof(int32_t));
+                memcpy(cand_logit + (size_t)r * PICK_CAND_CAP, res[r].cand_logit, (size_t)n * sizeof(float));
+            }
+            res[r].cand_id = cand_id + (size_t)r * PICK_CAND_CAP;
+            res[r].cand_logit = cand_logit + (size_t)r * PICK_CAND_CAP;
+            res[r].row = NULL;
+        }
+    }
+    cu_pick_free(p);
+    if (rc) return -1;
+    return finish(dp, "pick");
 }

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "sampler_internal.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -50,6 +52,18 @@ int cuda_test_moe(const uint8_t *gu_blocks, const uint8_t *gu_scales, const floa
 /* Selects the decode MoE kernel version used by cuda_test_moe (1, 4 or 5, see
  * GPTOSS_CUDA_MOE_DECODE in cuda_moe_decode.cu); returns the previous one. */
 int cuda_test_moe_decode_variant(int version);
+
+/* Selects the grouped (prefill) GEMM used by cuda_test_moe with grouped = 1:
+ * 1 = cuda_moe_gemm.cu, 2 = cuda_moe_gemm_v2.cu (GPTOSS_CUDA_MOE_GEMM); returns
+ * the previous one, or -1 (nothing changed) when this device cannot run v2. */
+int cuda_test_moe_gemm_variant(int version);
+
+/* Device sampling reduction (cuda_sample.cu) of R rows logits [R, V] (host),
+ * as rq[r] asks, into res[r]; the candidates of row r land in
+ * cand_id / cand_logit + r * PICK_CAND_CAP and res[r] points there (res[r].row
+ * stays NULL). */
+int cuda_test_pick(const float *logits, int R, int V, const pick_request *rq, pick_result *res,
+                   int32_t *cand_id, float *cand_logit);
 
 #ifdef __cplusplus
 }

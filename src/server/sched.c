@@ -30,6 +30,9 @@ struct sched {
     gptoss_session **batch_s; /* [n_slots] */
     int32_t *batch_id;        /* [n_slots] */
     int *batch_slot;          /* [n_slots] */
+    gptoss_sampler **batch_smp; /* [n_slots] device sampling: samplers, chosen ids, logprobs */
+    int32_t *batch_next;
+    float *batch_lp;
     int prefill_rr;           /* round-robin cursor over prefilling slots */
     pthread_t thread;
     int thread_started;
@@ -237,7 +240,13 @@ static void decode_step(sched *s) {
     if (n == 0) return;
     atomic_fetch_add(&s->decode_steps, 1);
     atomic_fetch_add(&s->decode_rows, (unsigned long long)n);
-    gptoss_status st = gptoss_decode_batch(s->batch_s, s->batch_id, (size_t)n, s->logits);
+    /* Sampled on the device when no row needs its logits (top logprobs, scripts). */
+    int dev = 1;
+    for (int k = 0; k < n; k++)
+        if (!(s->batch_smp[k] = chatgen_device_sampler(s->slots[s->batch_slot[k]].gen))) dev = 0;
+    gptoss_status st = dev ? gptoss_decode_sample(s->batch_s, s->batch_id, (size_t)n, s->batch_smp,
+                                                  s->batch_next, s->batch_lp)
+                           : gptoss_decode_batch(s->batch_s, s->batch_id, (size_t)n, s->logits);
     if (st != GPTOSS_OK) {
         char err[256];
         snprintf(err, sizeof err, "%s", gptoss_last_error());
@@ -248,7 +257,14 @@ static void decode_step(sched *s) {
         }
         return;
     }
-    feed_all(s, n);
+    if (dev)
+        for (int k = 0; k < n; k++) {
+            s->feed_st[k] = chatgen_feed_id(s->slots[s->batch_slot[k]].gen, s->batch_next[k], s->batch_lp[k]);
+            if (s->feed_st[k] != GPTOSS_OK)
+                snprintf(s->feed_err[k], sizeof s->feed_err[k], "%s", gptoss_last_error());
+        }
+    else
+        feed_all(s, n);
     for (int k = 0; k < n; k++) {
         slot *sl = &s->slots[s->batch_slot[k]];
         if (s->feed_st[k] != GPTOSS_OK)
@@ -316,6 +332,9 @@ gptoss_status sched_create(gptoss_model *m, const gptoss_tokenizer *t, int n_slo
     s->batch_s = calloc((size_t)n_slots, sizeof *s->batch_s);
     s->batch_id = calloc((size_t)n_slots, sizeof *s->batch_id);
     s->batch_slot = calloc((size_t)n_slots, sizeof *s->batch_slot);
+    s->batch_smp = calloc((size_t)n_slots, sizeof *s->batch_smp);
+    s->batch_next = calloc((size_t)n_slots, sizeof *s->batch_next);
+    s->batch_lp = calloc((size_t)n_slots, sizeof *s->batch_lp);
     s->feed_st = calloc((size_t)n_slots, sizeof *s->feed_st);
     s->feed_err = calloc((size_t)n_slots, sizeof *s->feed_err);
     pthread_mutex_init(&s->pool_mu, NULL);
@@ -323,7 +342,7 @@ gptoss_status sched_create(gptoss_model *m, const gptoss_tokenizer *t, int n_slo
     pthread_cond_init(&s->pool_done, NULL);
     gptoss_status st = GPTOSS_OK;
     if (!s->slots || !s->logits || !s->batch_s || !s->batch_id || !s->batch_slot || !s->feed_st ||
-        !s->feed_err) {
+        !s->feed_err || !s->batch_smp || !s->batch_next || !s->batch_lp) {
         st = gptoss_set_error(GPTOSS_ERR_OUT_OF_MEMORY, "scheduler: out of memory");
         goto fail;
     }
@@ -404,6 +423,9 @@ void sched_destroy(sched *s) {
     free(s->slots);
     free(s->logits);
     free(s->batch_s);
+    free(s->batch_smp);
+    free(s->batch_next);
+    free(s->batch_lp);
     free(s->batch_id);
     free(s->batch_slot);
     pthread_mutex_destroy(&s->mu);
