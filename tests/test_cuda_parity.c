@@ -109,6 +109,10 @@ static void test_rmsnorm(void **state) {
     free(x); free(w); free(out); free(ref);
 }
 
+/* Tolerance and label of check_attention (test_attention_tc changes them). */
+static double attn_tol = 1e-4;
+static const char *attn_label = "";
+
 /* RoPE + cache write, then attention over the caches, against a double
  * reference that reads the same bf16 caches. */
 static void check_attention(int hd, int nh, int nkv, int window, int cap, int T, const int *pos,
@@ -174,14 +178,16 @@ static void check_attention(int hd, int nh, int nkv, int window, int cap, int T,
         }
     }
     double r = rel_max(out, ref, (size_t)T * nh * hd);
-    printf("attention hd=%d nh=%d nkv=%d window=%d T=%d: rel err %.3g\n", hd, nh, nkv, window, T, r);
-    assert_true(r < 1e-4);
+    printf("attention%s hd=%d nh=%d nkv=%d window=%d T=%d pos0=%d: rel err %.3g\n", attn_label, hd, nh,
+           nkv, window, T, pos[0], r);
+    assert_true(r < attn_tol);
     free(kc); free(vc); free(qkv); free(orig); free(bias); free(inv); free(rq); free(out); free(ref);
 }
 
 static void test_attention(void **state) {
     (void)state;
     need_gpu();
+    int prev = cuda_test_attention_variant(1); /* k_attention (tensor cores: test_attention_tc) */
     int pos1[] = { 0, 7, 8, 9, 130 }, slot1[] = { 0, 1, 0, 1, 1 };
     check_attention(16, 4, 2, 8, 520, 5, pos1, slot1);           /* tiny shapes, window 8 */
     int pos2[] = { 127, 128, 129, 600 }, slot2[] = { 1, 0, 1, 0 };
@@ -191,6 +197,64 @@ static void test_attention(void **state) {
     int pos4[12], slot4[12];
     for (int i = 0; i < 12; i++) { pos4[i] = 300 + i; slot4[i] = 1; }
     check_attention(64, 16, 2, 0, 1024, 12, pos4, slot4);        /* a prefill chunk */
+    cuda_test_attention_variant(prev);
+}
+
+/* Tensor-core prefill attention (cuda_attn_prefill.cu, the default):
+ * the T > 4 cases above plus query counts off its 16-token tiles (5, 37, 130,
+ * 512), chunks after earlier tokens (pos 100, 700: sliding windows cross the
+ * ring of 128 + 512), full and sliding layers, G = 8, 2 and 1, and passes
+ * mixing two sequences (slots). Tolerance 2e-5 (k_attention: 1e-4, measured
+ * <= 4.7e-7): scores come from fp16 hi + lo products of Q and K (~2^-22 per
+ * product), outputs from bf16 hi + lo products of P and V (~2^-16), lo x lo
+ * dropped, fp32 accumulation; an emulation of these splits on this data gave
+ * <= 5.3e-6 per row, so 2e-5 leaves ~4x for accumulation order and __expf. */
+static void check_attention_run(int nh, int nkv, int window, int cap, int T, int start) {
+    int *pos = malloc((size_t)T * sizeof(int)), *slot = malloc((size_t)T * sizeof(int));
+    for (int i = 0; i < T; i++) { pos[i] = start + i; slot[i] = 1; }
+    check_attention(64, nh, nkv, window, cap, T, pos, slot);
+    free(pos); free(slot);
+}
+
+static void test_attention_tc(void **state) {
+    (void)state;
+    need_gpu();
+    int prev = cuda_test_attention_variant(2);
+    attn_tol = 2e-5;
+    attn_label = " tc";
+    int pos3[] = { 0, 255, 256, 1000, 3000 }, slot3[] = { 0, 0, 1, 1, 0 };
+    check_attention(64, 64, 8, 0, 4096, 5, pos3, slot3);  /* three slot walks in one block */
+    int pos4[12], slot4[12];
+    for (int i = 0; i < 12; i++) { pos4[i] = 300 + i; slot4[i] = 1; }
+    check_attention(64, 16, 2, 0, 1024, 12, pos4, slot4);
+    /* nh 64 / nkv 8 (16 tokens a block) */
+    check_attention_run(64, 8, 0, 1024, 5, 0);
+    check_attention_run(64, 8, 128, 640, 5, 700);
+    check_attention_run(64, 8, 128, 640, 37, 100);
+    check_attention_run(64, 8, 0, 2048, 37, 700);
+    check_attention_run(64, 8, 128, 640, 130, 0);
+    check_attention_run(64, 8, 128, 640, 130, 700);       /* window crosses the ring end */
+    check_attention_run(64, 8, 0, 1024, 512, 0);
+    check_attention_run(64, 8, 128, 640, 512, 100);
+    check_attention_run(64, 8, 128, 640, 512, 700);
+    /* nh 4 / nkv 2 (64 tokens a block), nh 8 / nkv 8 (128 tokens a block) */
+    check_attention_run(4, 2, 0, 1024, 5, 0);
+    check_attention_run(4, 2, 128, 640, 37, 700);
+    check_attention_run(4, 2, 0, 1024, 130, 100);
+    check_attention_run(4, 2, 128, 640, 512, 700);
+    check_attention_run(4, 2, 0, 2048, 512, 700);
+    check_attention_run(8, 8, 128, 640, 130, 100);
+    /* two sequences in one pass (batched sessions), interleaved in blocks */
+    int pos5[37], slot5[37];
+    for (int i = 0; i < 37; i++) {
+        pos5[i] = i % 3 ? 700 + i : 40 + i;
+        slot5[i] = i % 3 ? 1 : 0;
+    }
+    check_attention(64, 64, 8, 128, 640, 37, pos5, slot5);
+    check_attention(64, 4, 2, 0, 1024, 37, pos5, slot5);
+    attn_tol = 1e-4;
+    attn_label = "";
+    cuda_test_attention_variant(prev);
 }
 
 /* Router top-k: descending, lowest index on ties (the coarse values of the
@@ -746,6 +810,7 @@ int main(void) {
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_tc),
         cmocka_unit_test(test_topk),
         cmocka_unit_test(test_moe_decode),
         cmocka_unit_test(test_moe_decode_versions),

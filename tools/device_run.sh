@@ -149,6 +149,14 @@ if has tf && [ "$(rc_of gen)" = 0 ]; then
     log "transformers compare rc=$?"; tail -25 "$OUT/tf.log" | tee -a "$SUM"
 fi
 
+# --- batched decode: B sessions decoding together (gptoss_decode_batch)
+if has batch && [ "$(rc_of gen)" = 0 ]; then
+    for bsz in 1 4 16 64; do
+        timeout 120 $B/cuda_probe "$M" batch $bsz 32 >"$OUT/batch_$bsz.json" 2>>"$OUT/batch.err"
+        log "batch $bsz: rc=$? $(tr -d '\n' <"$OUT/batch_$bsz.json")"
+    done
+fi
+
 # --- 120b: generate into /dev/shm (after dropping the 20b) and bench
 if has b120; then
     rm -rf "$M"
@@ -158,14 +166,6 @@ if has b120; then
     timeout 150 $B/gptoss bench -m $M120 -p 512 -n 128 -r 2 --device cuda --json >"$OUT/bench_120b.json" 2>"$OUT/bench_120b.err"
     log "bench 120b: rc=$? $(tr -d '\n' <"$OUT/bench_120b.json" | grep -oE '"(decode_tok_s|prompt_tok_s|achieved_gb_s)": *[0-9.]+' | tr '\n' ' ')"
 fi
-# --- batched decode: B sessions decoding together (gptoss_decode_batch)
-if has batch && [ "$(rc_of gen)" = 0 ]; then
-    for bsz in 1 4 16 64; do
-        timeout 120 $B/cuda_probe "$M" batch $bsz 32 >"$OUT/batch_$bsz.json" 2>>"$OUT/batch.err"
-        log "batch $bsz: rc=$? $(tr -d '\n' <"$OUT/batch_$bsz.json")"
-    done
-fi
-
 # --- SASS opcode histograms of the decode kernels (cuobjdump exists there)
 if has sass; then
     CUOBJ=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)

@@ -130,6 +130,10 @@ typedef struct {
     float *part; size_t part_floats;
 } cu_attn_args;
 void cu_attention(const cu_attn_args *a, cudaStream_t s);
+/* Tensor-core prefill attention (cuda_attn_prefill.cu, the default; GPTOSS_CUDA_ATTN=v1 turns it off):
+ * 1 when it ran the call, 0 when the caller's kernels must. */
+int cu_attention_tc(const cu_attn_args *a, cudaStream_t s);
+int cu_attention_set_variant(int v); /* returns the previous one */
 
 /* Router: logits[t][e] = router_b[e] + W_r h[t] (h fp32 [T,H]). */
 /* (uses cu_matvec_bf16 for small T, cuBLAS otherwise) */

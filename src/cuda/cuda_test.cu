@@ -145,6 +145,10 @@ extern "C" int cuda_test_attention(const float *q, int ldq, const float *kc, con
     return get(out, a.out, (size_t)T * nh * hd * 4);
 }
 
+extern "C" int cuda_test_attention_variant(int version) {
+    return cu_attention_set_variant(version);
+}
+
 extern "C" int cuda_test_topk(const float *logits, int T, int E, int k, int *sel_e, float *sel_w) {
     dev_pool dp;
     float *dl = dp.put(logits, (size_t)T * E);

@@ -37,6 +37,11 @@ int cuda_test_attention(const float *q, int ldq, const float *kc, const float *v
                         int cap, const int *pos, const int *slot, const float *sinks, int T,
                         int nh, int nkv, int hd, int window, float *out);
 
+/* Selects the attention kernel used by cuda_test_attention for T > 4:
+ * 1 = k_attention, 2 = tensor cores (cuda_attn_prefill.cu, GPTOSS_CUDA_ATTN=tc);
+ * returns the previous one. */
+int cuda_test_attention_variant(int version);
+
 /* Router top-k: sel_e/sel_w [T, k]. */
 int cuda_test_topk(const float *logits, int T, int E, int k, int *sel_e, float *sel_w);
 
