@@ -7,7 +7,8 @@
 #   here:   B=build-final bash tools/device_prep.sh
 #   device: run(command="STAGES='parity bench' bash tools/device_run.sh", carry=["build-final"])
 #
-# STAGES (default "parity bench"): parity, bench, prof (ncu kernel times), stall
+# STAGES (default "parity bench"): parity, bench, prof (ncu kernel times of decode),
+# profpre (ncu kernel times of a 512-token prefill), stall
 # (ncu stall reasons), mem, tf (transformers in the same run,
 # tools/transformers_compare.py), batch (1..64 sessions decoding together), sass,
 # b120 (120b: generate + bench).
@@ -107,11 +108,32 @@ PY
     fi
 fi
 
+# --- kernel times of a 512-token prefill (ncu; bench's warm-up prefill is counted too, so halve)
+if has profpre && [ "$(rc_of gen)" = 0 ]; then
+    NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+    GPTOSS_CUDA_GRAPH=0 timeout 240 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv \
+        $B/gptoss bench -m "$M" -p 512 -n 2 -r 1 --device cuda >"$OUT/ncu_prefill.csv" 2>"$OUT/ncu_prefill.err"
+    log "ncu prefill rc=$?"
+    python3 - "$OUT/ncu_prefill.csv" <<'PY' | tee -a "$SUM"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; ki = hdr.index("Kernel Name"); mi = hdr.index("Metric Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
+t = collections.defaultdict(float); n = collections.Counter()
+for r in rows[1:]:
+    if r[mi] == "gpu__time_duration.sum":
+        k = r[ki].split("(")[0][:50]
+        t[k] += float(r[vi].replace(",", "")) * (1e-3 if r[ui] == "nsecond" else 1.0); n[k] += 1
+print(f"two prefills of 512 + 2 decode steps: {sum(t.values()) / 1e3:.1f} ms of kernels")
+for k in sorted(t, key=lambda k: -t[k])[:16]:
+    print(f"{k:<50} {n[k]:>5} {t[k] / 2e3:>8.2f} ms per prefill")
+PY
+fi
+
 # --- stall reasons of the decode kernels (ncu sections + per-issue stall ratios)
 if has stall && [ "$(rc_of gen)" = 0 ]; then
     NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
     GPTOSS_CUDA_GRAPH=0 timeout 240 "$NCU" --clock-control none \
-        --kernel-name regex:"${STALL_KERNELS:-k_moe_gate_up_v3|k_moe_down_v3|k_qkv_rope|k_matvec}" \
+        --kernel-name regex:"${STALL_KERNELS:-k_moe_gate_up_v7|k_moe_down_v7|k_qkv_rope|k_matvec}" \
         --launch-skip ${STALL_SKIP:-200} --launch-count ${STALL_COUNT:-8} \
         --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
         --section MemoryWorkloadAnalysis \
@@ -169,7 +191,7 @@ fi
 # --- SASS opcode histograms of the decode kernels (cuobjdump exists there)
 if has sass; then
     CUOBJ=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)
-    for f in cuda_moe_decode_v4 cuda_moe_decode_v5 cuda_moe_gemm cuda_kernels cuda_decode; do
+    for f in cuda_moe_decode_v7 cuda_moe_decode_v4 cuda_moe_gemm_v2 cuda_attn_prefill cuda_kernels cuda_decode; do
         [ -n "$CUOBJ" ] && [ -f $B/src/cuda/$f.o ] && "$CUOBJ" -sass $B/src/cuda/$f.o >"$OUT/sass_$f.txt" 2>/dev/null
     done
     log "sass dumped"
