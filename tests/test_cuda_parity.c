@@ -406,7 +406,7 @@ static void test_moe_decode_versions(void **state) {
     (void)state;
     need_gpu();
     int prev = cuda_test_moe_decode_variant(4);
-    static const char *const labels[] = { "", " v1", "", "", " v4", " v5", " v6", " v7", " v7f" };
+    static const char *const labels[] = { "", " v1", "", "", " v4", " v5", " v6", " v7", " v7f", " v9" };
     static const int versions[] = { 1, 4, 5, 6, 7, 8 };
     for (int vi = 0; vi < 6; vi++) {
         int v = versions[vi];
@@ -431,6 +431,34 @@ static void test_moe_decode_versions(void **state) {
     moe_label = "";
     moe_tc = 0;
     moe_i8 = 0;
+    cuda_test_moe_decode_variant(prev);
+}
+
+/* v9 (tensor cores, bf16 hi + lo inputs) on the same cases as
+ * test_moe_decode_versions, with v5's tolerance. Registered last: a crash on
+ * its first GPU run must not hide the other results. */
+static void test_moe_decode_v9(void **state) {
+    (void)state;
+    need_gpu();
+    int prev = cuda_test_moe_decode_variant(9);
+    moe_label = " v9";
+    moe_tc = 1;
+    moe_i8 = 0;
+    check_moe(1, 32, 4, 2880, 2880, 2);
+    check_moe(4, 8, 4, 2880, 2880, 0);
+    check_moe(3, 8, 2, 96, 160, 0);
+    check_moe(4, 128, 4, 1088, 1056, 2);
+    check_moe(3, 6, 3, 64, 96, 2);
+    check_moe(2, 12, 5, 160, 224, 0);
+    check_moe(1, 16, 8, 320, 352, 2);
+    check_moe(2, 4, 2, 3072, 3072, 0);
+    check_moe(1, 4, 2, 3104, 3136, 0);
+    moe_sc_lo = 104; moe_sc_span = 37; moe_wide = 1;
+    check_moe(2, 16, 4, 2880, 544, 2);
+    check_moe(3, 8, 4, 1056, 2880, 0);
+    moe_sc_lo = 120; moe_sc_span = 4; moe_wide = 0;
+    moe_label = "";
+    moe_tc = 0;
     cuda_test_moe_decode_variant(prev);
 }
 
@@ -819,6 +847,7 @@ int main(void) {
         cmocka_unit_test(test_pick),
         cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_forward_vs_cpu),
+        cmocka_unit_test(test_moe_decode_v9), /* last: new kernel, first GPU run */
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
