@@ -397,6 +397,23 @@ static void test_moe_decode(void **state) {
     moe_tc = moe_i8 = 0;
 }
 
+/* The awkward decode shapes every decode kernel version runs (see below). */
+static void check_moe_decode_cases(void) {
+    check_moe(1, 32, 4, 2880, 2880, 2);
+    check_moe(4, 8, 4, 2880, 2880, 0);
+    check_moe(3, 8, 2, 96, 160, 0);
+    check_moe(4, 128, 4, 1088, 1056, 2);
+    check_moe(3, 6, 3, 64, 96, 2);
+    check_moe(2, 12, 5, 160, 224, 0);
+    check_moe(1, 16, 8, 320, 352, 2);
+    check_moe(2, 4, 2, 3072, 3072, 0);
+    check_moe(1, 4, 2, 3104, 3136, 0);
+    moe_sc_lo = 104; moe_sc_span = 37; moe_wide = 1;
+    check_moe(2, 16, 4, 2880, 544, 2);
+    check_moe(3, 8, 4, 1056, 2880, 0);
+    moe_sc_lo = 120; moe_sc_span = 4; moe_wide = 0;
+}
+
 /* The decode kernel versions (GPTOSS_CUDA_MOE_DECODE=v1|v4|v5|v6|v7|v7f) against the
  * double reference: rows and K not multiples of the tiles, 1..4 tokens,
  * k = 2..8 (k = 3 and 5: v4's down kernel falls back to v1), K = 3072 (the
@@ -414,19 +431,7 @@ static void test_moe_decode_versions(void **state) {
         moe_label = labels[v];
         moe_tc = v == 5;
         moe_i8 = v == 6 || v == 7;
-        check_moe(1, 32, 4, 2880, 2880, 2);
-        check_moe(4, 8, 4, 2880, 2880, 0);
-        check_moe(3, 8, 2, 96, 160, 0);
-        check_moe(4, 128, 4, 1088, 1056, 2);
-        check_moe(3, 6, 3, 64, 96, 2);
-        check_moe(2, 12, 5, 160, 224, 0);
-        check_moe(1, 16, 8, 320, 352, 2);
-        check_moe(2, 4, 2, 3072, 3072, 0);
-        check_moe(1, 4, 2, 3104, 3136, 0);
-        moe_sc_lo = 104; moe_sc_span = 37; moe_wide = 1;
-        check_moe(2, 16, 4, 2880, 544, 2);
-        check_moe(3, 8, 4, 1056, 2880, 0);
-        moe_sc_lo = 120; moe_sc_span = 4; moe_wide = 0;
+        check_moe_decode_cases();
     }
     moe_label = "";
     moe_tc = 0;
@@ -444,19 +449,7 @@ static void test_moe_decode_v9(void **state) {
     moe_label = " v9";
     moe_tc = 1;
     moe_i8 = 0;
-    check_moe(1, 32, 4, 2880, 2880, 2);
-    check_moe(4, 8, 4, 2880, 2880, 0);
-    check_moe(3, 8, 2, 96, 160, 0);
-    check_moe(4, 128, 4, 1088, 1056, 2);
-    check_moe(3, 6, 3, 64, 96, 2);
-    check_moe(2, 12, 5, 160, 224, 0);
-    check_moe(1, 16, 8, 320, 352, 2);
-    check_moe(2, 4, 2, 3072, 3072, 0);
-    check_moe(1, 4, 2, 3104, 3136, 0);
-    moe_sc_lo = 104; moe_sc_span = 37; moe_wide = 1;
-    check_moe(2, 16, 4, 2880, 544, 2);
-    check_moe(3, 8, 4, 1056, 2880, 0);
-    moe_sc_lo = 120; moe_sc_span = 4; moe_wide = 0;
+    check_moe_decode_cases();
     moe_label = "";
     moe_tc = 0;
     cuda_test_moe_decode_variant(prev);

@@ -38,6 +38,14 @@ static __device__ __forceinline__ uint4 ld_stream(const void *p) {
     return r;
 }
 
+/* PTX prmt without the selector masking __byte_perm adds: bit 3 of a
+ * selector nibble then replicates the sign of the chosen byte. */
+static __device__ __forceinline__ uint32_t cu_prmt(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t d;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
 /* E8M0 scale byte -> 2^(s-127) (s = 0 gives the denormal 2^-127). */
 static __device__ __forceinline__ float e8m0_scale(uint32_t s) {
     return s ? __uint_as_float(s << 23) : __uint_as_float(0x00400000u);

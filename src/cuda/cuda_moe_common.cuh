@@ -81,6 +81,44 @@ struct MoeXF32 {
     }
 };
 
+/* The epilogues of the decode kernels v4 and v7, whose rows are split in
+ * three parts of 32 blocks (NB blocks in all): the part sums meet in a fixed
+ * order. gate_up: part[q][2 (i - i0) + {0, 1}] hold pair i's gate and up
+ * sums (q < 3, row stride 2 PR); act[i] = clamped SwiGLU. Call after a
+ * __syncthreads. */
+__device__ __forceinline__ void moe_gate_up_epilogue(const float *part, int PR, int NB, int i0, int i1,
+                                                     const float *be, float *act, float limit,
+                                                     float alpha) {
+    int np = NB > 64 ? 3 : NB > 32 ? 2 : 1; /* parts that hold blocks */
+    for (int i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
+        int o = 2 * (i - i0);
+        float gt = part[o], up = part[o + 1];
+        for (int q = 1; q < np; q++) {
+            gt += part[q * 2 * PR + o];
+            up += part[q * 2 * PR + o + 1];
+        }
+        act[i] = swiglu(gt + be[2 * i], up + be[2 * i + 1], limit, alpha);
+    }
+}
+
+/* down: part[j][q][r - r0] holds expert j's part-q sum of row r; x[r] (the
+ * token's residual row) += sum_j w[j] (sum + bias_e[j][r]), in expert order. */
+__device__ __forceinline__ void moe_down_epilogue(const float *part, int RB, int NB, int r0, int r1,
+                                                  const int *sel_e, const float *sel_w, int k,
+                                                  const float *bias, int H, float *x) {
+    int np = NB > 64 ? 3 : NB > 32 ? 2 : 1;
+    for (int rr = r0 + threadIdx.x; rr < r1; rr += blockDim.x) {
+        float total = 0.0f;
+        for (int jj = 0; jj < k; jj++) {
+            const float *pp = part + (size_t)jj * 3 * RB + (rr - r0);
+            float d = pp[0];
+            for (int q = 1; q < np; q++) d += pp[(size_t)q * RB];
+            total += sel_w[jj] * (d + bias[(size_t)sel_e[jj] * H + rr]);
+        }
+        x[rr] += total;
+    }
+}
+
 /* tab2[b * 32 + l] (8 bytes, one copy per lane l) = (value(b & 15),
  * value(b >> 4)) as two floats: a code byte becomes both operands with one
  * 64-bit shared load (no bf16 unpacking), conflict-free since lane l reads
@@ -153,13 +191,6 @@ struct MoeXI8 {
         dh = finite ? 0.5f * d1 : __int_as_float(0x7fc00000);
         dl = 0.5f * d2;
     }
-    /* PTX prmt without the selector masking __byte_perm adds: a selector
-     * nibble's bit 3 then replicates the sign of the chosen byte */
-    static __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t c) {
-        uint32_t d;
-        asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-        return d;
-    }
     __device__ __forceinline__ float dot(uint4 q, const unsigned char *, uint32_t) const {
         /* 2 * E2M1 as int8: P = codes 0..7, N = codes 8..15 (index: low 3
          * bits). A positive code looks up P directly; a negative one looks up
@@ -174,8 +205,8 @@ struct MoeXI8 {
         for (int i = 0; i < 4; i++) {
             uint32_t wn = w[i] ^ 0x88888888u;
             uint32_t sel = ((w[i] >> 1) & 0x44444444u) | 0x32103210u;
-            uint32_t v0 = prmt(prmt(P0, P1, w[i]), prmt(N0, N1, wn), sel);
-            uint32_t v1 = prmt(prmt(P0, P1, w[i] >> 16), prmt(N0, N1, wn >> 16), sel >> 16);
+            uint32_t v0 = cu_prmt(cu_prmt(P0, P1, w[i]), cu_prmt(N0, N1, wn), sel);
+            uint32_t v1 = cu_prmt(cu_prmt(P0, P1, w[i] >> 16), cu_prmt(N0, N1, wn >> 16), sel >> 16);
             ah = __dp4a((int)v0, h[2 * i], ah);
             ah = __dp4a((int)v1, h[2 * i + 1], ah);
             al = __dp4a((int)v0, l[2 * i], al);

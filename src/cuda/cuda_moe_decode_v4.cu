@@ -144,18 +144,8 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
     }
     moe_wait<0>();
     __syncthreads();
-    const float *be = bias + (size_t)e * 2 * I;
-    float *out = act + (size_t)pair_idx * I;
-    int np = NB > 64 ? 3 : NB > 32 ? 2 : 1; /* parts that hold blocks */
-    for (int i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
-        int o = 2 * (i - i0);
-        float gt = part[o], up = part[o + 1];
-        for (int q = 1; q < np; q++) {
-            gt += part[q * 2 * PR + o];
-            up += part[q * 2 * PR + o + 1];
-        }
-        out[i] = swiglu(gt + be[2 * i], up + be[2 * i + 1], limit, alpha);
-    }
+    moe_gate_up_epilogue(part, PR, NB, i0, i1, bias + (size_t)e * 2 * I, act + (size_t)pair_idx * I,
+                         limit, alpha);
 }
 
 /* grid (bx, T), 768 threads, smem V4_TAB + 24*S*V4_SB + k*3*RB floats.
@@ -220,18 +210,7 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
     }
     moe_wait<0>();
     __syncthreads();
-    int np = NB > 64 ? 3 : NB > 32 ? 2 : 1;
-    for (int rr = r0 + threadIdx.x; rr < r1; rr += blockDim.x) {
-        float total = 0.0f;
-        for (int jj = 0; jj < k; jj++) {
-            int ej = sel_e[t * k + jj];
-            const float *pp = part + (size_t)jj * 3 * RB + (rr - r0);
-            float d = pp[0];
-            for (int q = 1; q < np; q++) d += pp[(size_t)q * RB];
-            total += sel_w[t * k + jj] * (d + bias[(size_t)ej * H + rr]);
-        }
-        x[(size_t)t * H + rr] += total;
-    }
+    moe_down_epilogue(part, RB, NB, r0, r1, sel_e + t * k, sel_w + t * k, k, bias, H, x + (size_t)t * H);
 }
 
 template <bool I8, int S> static void v4_config(void) {

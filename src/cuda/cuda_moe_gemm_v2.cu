@@ -39,7 +39,7 @@
  * m x 2^-127), so one bf16x2 multiply by 2^126 gives the exact E2M1 pair and
  * one by 2^(s-127) the scaled weights (s = 0: 2^-127, as v1; subnormal bf16
  * results are exact, PTX mul.bf16x2 supports subnormals). */
-#include "cuda_matvec.cuh"
+#include "cuda_mxfp4_mma.cuh"
 
 #include <stdlib.h>
 #include <string.h>
@@ -88,31 +88,6 @@ template <int N> __device__ __forceinline__ void v2_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-/* PTX prmt: unlike __byte_perm, selector bit 3 replicates the chosen byte's sign */
-__device__ __forceinline__ uint32_t v2_prmt(uint32_t a, uint32_t b, uint32_t c) {
-    uint32_t d;
-    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-    return d;
-}
-
-/* bf16x2 product, round to nearest, subnormals kept (exact for our operands) */
-__device__ __forceinline__ uint32_t v2_bmul2(uint32_t a, uint32_t b) {
-    uint32_t d;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-#else
-    /* sm_80..89 have no bf16 multiply: fma with -0 (keeps the sign of -0 products) */
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));
-#endif
-    return d;
-}
-
-/* E8M0 scale byte -> bf16x2 (2^(s-127) in both halves; s = 0 -> 2^-127) */
-__device__ __forceinline__ uint32_t v2_scale2(uint32_t s) {
-    uint32_t b = s ? s << 7 : 0x0040u;
-    return b | (b << 16);
-}
-
 /* The 8 codes of word w (elements 8t..8t+7 of a block) -> 4 bf16x2 registers,
  * out[m] = (element 2m, element 2m+1) x scale, low half first. */
 __device__ __forceinline__ void v2_dequant(uint32_t w, uint32_t s2, uint32_t (&out)[4]) {
@@ -121,19 +96,12 @@ __device__ __forceinline__ void v2_dequant(uint32_t w, uint32_t s2, uint32_t (&o
     for (int m = 0; m < 4; m++) {
         /* [lo byte m, 0, hi byte m, 0]: the zero bytes replicate the sign of a
          * byte < 16 */
-        uint32_t p = v2_prmt(lo, hi, 0xC480u + 0x1111u * m);
+        uint32_t p = cu_prmt(lo, hi, 0xC480u + 0x1111u * m);
         /* code c of each half -> c << 6 (sign copy at bit 9 dropped) and
          * c << 12 (only its bit 3 kept, at bit 15); no carries between them */
         uint32_t v = (p * 0x1040u) & 0x81C081C0u;
-        out[m] = v2_bmul2(v2_bmul2(v, 0x7E807E80u /* 2^126 */), s2);
+        out[m] = mx_bmul2(mx_bmul2(v, MX_BF16X2_2P126), s2);
     }
-}
-
-__device__ __forceinline__ void v2_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 /* A_hi/A_lo: [rows, K] bf16 (hi + lo = the activations to ~16 bits).
@@ -245,7 +213,7 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
                 uint32_t s = __byte_perm(sw.x, sw.y, ((rb[i] + 2 * kt) & 3) + b) & 0xffu;
                 uint32_t w = codes[r * 8 + ((b ^ ((r >> 2) & 1)) << 2) + t];
                 uint32_t d[4];
-                v2_dequant(w, v2_scale2(s), d);
+                v2_dequant(w, mx_scale2(s), d);
                 /* bytes 2c, 2c + 1 -> a0a1 / a4a5 (row g) or a2a3 / a6a7 (row g + 8) */
                 af[i >> 1][0][i & 1] = d[0];
                 af[i >> 1][0][2 + (i & 1)] = d[1];
@@ -260,10 +228,10 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
                 uint4 qh = st.ahi[ch], ql = st.alo[ch];
 #pragma unroll
                 for (int mi = 0; mi < 2; mi++) {
-                    v2_mma(acc[mi][j], af[mi][0], qh.x, qh.y);
-                    v2_mma(acc[mi][j], af[mi][0], ql.x, ql.y);
-                    v2_mma(acc[mi][j], af[mi][1], qh.z, qh.w);
-                    v2_mma(acc[mi][j], af[mi][1], ql.z, ql.w);
+                    mx_mma(acc[mi][j], af[mi][0][0], af[mi][0][1], af[mi][0][2], af[mi][0][3], qh.x, qh.y);
+                    mx_mma(acc[mi][j], af[mi][0][0], af[mi][0][1], af[mi][0][2], af[mi][0][3], ql.x, ql.y);
+                    mx_mma(acc[mi][j], af[mi][1][0], af[mi][1][1], af[mi][1][2], af[mi][1][3], qh.z, qh.w);
+                    mx_mma(acc[mi][j], af[mi][1][0], af[mi][1][1], af[mi][1][2], af[mi][1][3], ql.z, ql.w);
                 }
             }
         }

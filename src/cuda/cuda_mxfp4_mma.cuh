@@ -1,7 +1,6 @@
-/* cuda_mxfp4_mma.cuh - MXFP4 codes -> bf16 A fragments of mma.sync m16n8k16,
- * the conversion of the prefill GEMM v2 (cuda_moe_gemm_v2.cu, whose helpers
- * are copied here rather than shared so that v2 stays untouched), used by the
- * decode kernels v9 (cuda_moe_decode_v9.cu).
+/* cuda_mxfp4_mma.cuh - MXFP4 codes -> bf16 A fragments of mma.sync m16n8k16:
+ * the bf16x2 multiply, scale and MMA helpers shared by the prefill GEMM v2
+ * (cuda_moe_gemm_v2.cu) and the decode kernels v9 (cuda_moe_decode_v9.cu).
  *
  * Exact placement: a code s|e1 e0|m put at bf16 bits s<<15 | e1e0m<<6 is
  * E2M1 x 2^-126 (e = 0 gives the subnormal m x 2^-127). v2 then multiplies by
