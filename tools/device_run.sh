@@ -9,11 +9,13 @@
 #
 # STAGES (default "parity bench"): parity, bench, prof (ncu kernel times of decode),
 # profpre (ncu kernel times of a 512-token prefill), stall
-# (ncu stall reasons), mem, tf (transformers in the same run,
+# (ncu stall reasons of STALL_KERNELS in `bench STALL_ARGS`, default -p 16 -n 24), mem, tf (transformers in the same run,
 # tools/transformers_compare.py), batch (1..64 sessions decoding together), sass,
 # b120 (120b: generate + bench).
 # VARIANTS: space-separated label=ENV1=a,ENV2=b items for the bench stage
-# (default below); BENCH_ARGS=--sample in a variant adds bench arguments. Uses the carried binaries in $B (default build-final), or
+# (default below); BENCH_ARGS=--sample in a variant adds bench arguments;
+# B120_VARIANTS the same for the 120b; PARITY2_ENV the environment of the second
+# parity run (default GPTOSS_CUDA_PDL=1). Uses the carried binaries in $B (default build-final), or
 # builds natively when they do not start.
 set -u
 cd "$(dirname "$0")/.."
@@ -57,7 +59,8 @@ fi
 if has parity; then
     (BUILD=$B timeout 240 $B/tests/test_cuda_parity >"$OUT/parity.log" 2>&1; echo $? >"$OUT/parity.rc") &
     pids="$pids $!"
-    (BUILD=$B GPTOSS_CUDA_PDL=1 timeout 240 $B/tests/test_cuda_parity >"$OUT/parity_pdl.log" 2>&1
+    (export ${PARITY2_ENV:-GPTOSS_CUDA_PDL=1}
+     BUILD=$B timeout 240 $B/tests/test_cuda_parity >"$OUT/parity_pdl.log" 2>&1
      echo $? >"$OUT/parity_pdl.rc") &
     pids="$pids $!"
 fi
@@ -96,7 +99,7 @@ t = collections.defaultdict(list); by = collections.defaultdict(list)
 for r in rows[1:]:
     name = r[ki].split("(")[0].split("<")[0]
     v = float(r[vi].replace(",", ""))
-    if r[mi] == "gpu__time_duration.sum": t[name].append(v * (1e-3 if r[ui] == "nsecond" else 1.0))
+    if r[mi] == "gpu__time_duration.sum": t[name].append(v * {"ns": 1e-3, "nsecond": 1e-3, "ms": 1e3, "msecond": 1e3}.get(r[ui], 1.0))
     if r[mi] == "dram__bytes_read.sum": by[name].append(v * {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}.get(r[ui], 1))
 print(f"{'kernel':<28} {'n':>4} {'mean us':>9} {'MB':>8} {'TB/s':>6}")
 for k in sorted(t, key=lambda k: -sum(t[k])):
@@ -122,7 +125,7 @@ t = collections.defaultdict(float); n = collections.Counter()
 for r in rows[1:]:
     if r[mi] == "gpu__time_duration.sum":
         k = r[ki].split("(")[0][:50]
-        t[k] += float(r[vi].replace(",", "")) * (1e-3 if r[ui] == "nsecond" else 1.0); n[k] += 1
+        t[k] += float(r[vi].replace(",", "")) * {"ns": 1e-3, "nsecond": 1e-3, "ms": 1e3, "msecond": 1e3}.get(r[ui], 1.0); n[k] += 1
 print(f"two prefills of 512 + 2 decode steps: {sum(t.values()) / 1e3:.1f} ms of kernels")
 for k in sorted(t, key=lambda k: -t[k])[:16]:
     print(f"{k:<50} {n[k]:>5} {t[k] / 2e3:>8.2f} ms per prefill")
@@ -137,8 +140,8 @@ if has stall && [ "$(rc_of gen)" = 0 ]; then
         --launch-skip ${STALL_SKIP:-200} --launch-count ${STALL_COUNT:-8} \
         --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
         --section MemoryWorkloadAnalysis \
-        --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum \
-        $B/gptoss bench -m "$M" -p 16 -n 24 -r 1 --device cuda >"$OUT/stall.txt" 2>"$OUT/stall.err"
+        --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_tensor_op_hmma.sum \
+        $B/gptoss bench -m "$M" ${STALL_ARGS:--p 16 -n 24} -r 1 --device cuda >"$OUT/stall.txt" 2>"$OUT/stall.err"
     log "ncu stall rc=$?"
     python3 - "$OUT/stall.txt" <<'PY' | tee -a "$SUM"
 import re, sys
@@ -147,7 +150,7 @@ for line in open(sys.argv[1], errors="replace"):
     m = re.match(r"\s+(\S*k_\w+)", line)
     if m and "(" in line: cur = m.group(1); print("==", line.strip()[:100]); continue
     l = line.strip()
-    if re.match(r"(Duration|DRAM Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Issue Slots Busy|Issued Warp Per Scheduler|No Eligible|Active Warps Per Scheduler|Eligible Warps Per Scheduler|Warp Cycles Per Issued Instruction|Compute \(SM\) Throughput|Shared Memory|smsp__inst_executed.sum|l1tex__data_pipe)", l):
+    if re.match(r"(Duration|DRAM Throughput|Memory Throughput|Registers Per Thread|Achieved Occupancy|Theoretical Occupancy|Issue Slots Busy|Issued Warp Per Scheduler|No Eligible|Active Warps Per Scheduler|Eligible Warps Per Scheduler|Warp Cycles Per Issued Instruction|Compute \(SM\) Throughput|Shared Memory|smsp__inst_executed.sum|l1tex__data_pipe|sm__pipe_tensor|sm__inst_executed_pipe)", l):
         print("  ", re.sub(r"\s{2,}", "  ", l))
     m = re.match(r"smsp__average_warps_issue_stalled_(\w+)_per_issue_active.ratio\s+\S+\s+([\d.]+)", l)
     if m and float(m.group(2)) >= 0.05: print(f"   stall {m.group(1)}: {m.group(2)}")
@@ -185,8 +188,12 @@ if has b120; then
     M120=/dev/shm/m120; t0=$SECONDS
     timeout 420 $B/gen_checkpoint --preset 120b --out $M120 --seed 1 >"$OUT/gen120.log" 2>&1
     log "gen 120b: rc=$? $((SECONDS - t0)) s $(du -sh $M120 | cut -f1)"
-    timeout 150 $B/gptoss bench -m $M120 -p 512 -n 128 -r 2 --device cuda --json >"$OUT/bench_120b.json" 2>"$OUT/bench_120b.err"
-    log "bench 120b: rc=$? $(tr -d '\n' <"$OUT/bench_120b.json" | grep -oE '"(decode_tok_s|prompt_tok_s|achieved_gb_s)": *[0-9.]+' | tr '\n' ' ')"
+    for v in ${B120_VARIANTS:-default=}; do
+        label=${v%%=*}; envs=${v#*=}
+        ( IFS=,; for kv in $envs; do [ -n "$kv" ] && export "$kv"; done
+          timeout 150 $B/gptoss bench -m $M120 -p 512 -n 128 -r 2 --device cuda --json ${BENCH_ARGS:-} >"$OUT/bench_120b_$label.json" 2>"$OUT/bench_120b_$label.err" )
+        log "bench 120b $label ($envs): rc=$? $(tr -d '\n' <"$OUT/bench_120b_$label.json" | grep -oE '"(decode_tok_s|prompt_tok_s|achieved_gb_s)": *[0-9.]+' | tr '\n' ' ')"
+    done
 fi
 # --- SASS opcode histograms of the decode kernels (cuobjdump exists there)
 if has sass; then

@@ -43,6 +43,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <type_traits>
 
 #define V2_BT 64      /* tokens per tile: must equal k_route's tile rows */
 #define V2_BN 256     /* weight rows per block (8 warps x 32) */
@@ -114,7 +115,7 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
     const float *__restrict__ bias, const bf16 *__restrict__ A_hi, const bf16 *__restrict__ A_lo,
     int k_top, const int *__restrict__ offsets, const int *__restrict__ perm,
     const int *__restrict__ tiles, const int *__restrict__ n_tiles, const float *__restrict__ sel_w,
-    bf16 *act_hi, bf16 *act_lo, float *y_out, int N, int K, float limit, float alpha) {
+    bf16 *act_hi, bf16 *act_lo, float *y_out, int N, int K, float limit, float alpha, int unroll_full) {
     extern __shared__ __align__(128) unsigned char v2_smem_raw[];
     v2_smem &sm = *reinterpret_cast<v2_smem *>(v2_smem_raw);
     if ((int)blockIdx.y >= n_tiles[0]) return;
@@ -198,7 +199,11 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
 #pragma unroll
             for (int c = 0; c < 4; c++) acc[mi][j][c] = 0.0f;
 
-    auto compute = [&](int kt) {
+    /* FULL: all 8 token tiles hold rows (every tile of an expert but its
+     * last): no early exit, so the compiler may interleave the 16 accumulator
+     * chains across token tiles */
+    auto compute = [&](int kt, auto full_tag) {
+        constexpr bool FULL = decltype(full_tag)::value;
         const v2_stage &st = sm.st[kt % V2_STAGES];
         const uint32_t *codes = reinterpret_cast<const uint32_t *>(st.b);
 #pragma unroll
@@ -222,7 +227,7 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
             }
 #pragma unroll
             for (int j = 0; j < 8; j++) {
-                if (j >= jn) break;
+                if (!FULL && j >= jn) break;
                 int row = 8 * j + g;
                 int ch = row * 8 + (((b ^ (row & 1)) << 2) | t);
                 uint4 qh = st.ahi[ch], ql = st.alo[ch];
@@ -249,7 +254,10 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
         __syncthreads();
         if (kt + V2_STAGES - 1 < nk) issue(kt + V2_STAGES - 1);
         v2_commit();
-        if (warp_active) compute(kt);
+        if (warp_active) {
+            if (unroll_full && jn == 8) compute(kt, std::true_type{});
+            else compute(kt, std::false_type{});
+        }
     }
     v2_wait<0>();
     __syncthreads(); /* the stages are free: the gate_up epilogue reuses them */
@@ -319,6 +327,8 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
 static int g_gemm_variant = 0; /* 1 = v1 (cuda_moe_gemm.cu), 2 = v2; 0 = not read yet */
 /* the device gives a block sizeof(v2_smem) (~105 KB: Hopper and A100 do, sm_86/89 not) */
 static bool g_v2_fits = false;
+/* full tiles take the branch-free token loop (GPTOSS_CUDA_GEMM_FULL=0: never) */
+static int g_v2_full = 1;
 
 int cu_moe_gemm_variant(void) {
     if (!g_gemm_variant) {
@@ -337,6 +347,8 @@ int cu_moe_gemm_set_variant(int v) {
 
 void cu_moe_gemm_v2_init(void) {
     cu_moe_gemm_variant();
+    const char *full = getenv("GPTOSS_CUDA_GEMM_FULL");
+    g_v2_full = !(full && !strcmp(full, "0"));
     int sms, smem_optin;
     cu_device_limits(&sms, &smem_optin);
     g_v2_fits = smem_optin >= (int)sizeof(v2_smem) &&
@@ -359,10 +371,10 @@ int cu_moe_gemm_v2(const uint8_t *gu_blocks, const uint8_t *gu_scales, const flo
     k_moe_gemm_v2<true><<<g1, V2_THREADS, smem, s>>>(gu_blocks, gu_scales, gu_bias, h_hi, h_lo, k,
                                                      sc->offsets, sc->perm, sc->tiles, sc->n_tiles,
                                                      sel_w, sc->act_hi, sc->act_lo, NULL, 2 * I, H,
-                                                     limit, alpha);
+                                                     limit, alpha, g_v2_full);
     k_moe_gemm_v2<false><<<g2, V2_THREADS, smem, s>>>(dn_blocks, dn_scales, dn_bias, sc->act_hi,
                                                       sc->act_lo, k, sc->offsets, sc->perm, sc->tiles,
                                                       sc->n_tiles, sel_w, NULL, NULL, sc->ypair, H, I,
-                                                      limit, alpha);
+                                                      limit, alpha, g_v2_full);
     return 1;
 }
