@@ -194,6 +194,9 @@ static void test_attention(void **state) {
     check_attention(64, 64, 8, 128, 300, 4, pos2, slot2);        /* ring wraps at 600 */
     int pos3[] = { 0, 255, 256, 1000, 3000 }, slot3[] = { 0, 0, 1, 1, 0 };
     check_attention(64, 64, 8, 0, 4096, 5, pos3, slot3);         /* full: split-KV */
+    check_attention(64, 64, 8, 0, 4096, 4, pos3 + 1, slot3 + 1); /* decode sizes: split-KV + combine */
+    int pos5[] = { 577 }, slot5[] = { 1 };
+    check_attention(16, 6, 3, 0, 700, 1, pos5, slot5);           /* one token, 10 splits */
     int pos4[12], slot4[12];
     for (int i = 0; i < 12; i++) { pos4[i] = 300 + i; slot4[i] = 1; }
     check_attention(64, 16, 2, 0, 1024, 12, pos4, slot4);        /* a prefill chunk */
@@ -440,8 +443,7 @@ static void test_moe_decode_versions(void **state) {
 }
 
 /* v9 (tensor cores, bf16 hi + lo inputs) on the same cases as
- * test_moe_decode_versions, with v5's tolerance. Registered last: a crash on
- * its first GPU run must not hide the other results. */
+ * test_moe_decode_versions, with v5's tolerance. */
 static void test_moe_decode_v9(void **state) {
     (void)state;
     need_gpu();
@@ -840,7 +842,7 @@ int main(void) {
         cmocka_unit_test(test_pick),
         cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_forward_vs_cpu),
-        cmocka_unit_test(test_moe_decode_v9), /* last: new kernel, first GPU run */
+        cmocka_unit_test(test_moe_decode_v9),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
