@@ -313,7 +313,7 @@ static double mx_dot(const uint8_t *blocks, const uint8_t *scales, int row, int 
  * some zero scales (2^-127) and 0x88 bytes (two negative-zero codes) */
 static int moe_sc_lo = 120, moe_sc_span = 4, moe_wide = 0;
 static const char *moe_label = "";
-static int moe_tc = 0; /* the decode kernels in use run on tensor cores (v5) */
+static int moe_tc = 0; /* the decode kernels in use run on tensor cores (v9) */
 static int moe_i8 = 0; /* the decode kernels in use take int8 hi + lo inputs (v6, v7) */
 
 static void check_moe(int T, int E, int k, int H, int I, int grouped) {
@@ -375,7 +375,7 @@ static void check_moe(int T, int E, int k, int H, int I, int grouped) {
     /* With scales spread over 2^-23..2^13 a few rows dominate and the sums
      * cancel, so error relative to the largest output is ill-conditioned:
      * such cases (moe_wide) get a looser bound. */
-    /* grouped and v5 decode kernels: bf16 hi + lo inputs on tensor cores;
+    /* grouped and v9 decode kernels: bf16 hi + lo inputs on tensor cores;
      * v6, v7: int8 hi + lo inputs, each within max|x| / 64516 of x */
     /* wide scales: v1 and v2 of the grouped GEMM measured 9.2e-4 / 8.8e-4 on
      * the first wide case (same data) and v2 3.95e-3 on the second */
@@ -390,7 +390,7 @@ static void test_moe_decode(void **state) {
     need_gpu();
     int cur = cuda_test_moe_decode_variant(4); /* the version in use (environment) */
     cuda_test_moe_decode_variant(cur);
-    moe_tc = cur == 5;
+    moe_tc = cur == 9;
     moe_i8 = cur == 6 || cur == 7;
     check_moe(1, 32, 4, 2880, 2880, 0);
     check_moe(3, 8, 2, 96, 160, 0);
@@ -417,22 +417,21 @@ static void check_moe_decode_cases(void) {
     moe_sc_lo = 120; moe_sc_span = 4; moe_wide = 0;
 }
 
-/* The decode kernel versions (GPTOSS_CUDA_MOE_DECODE=v1|v4|v5|v6|v7|v7f) against the
+/* The decode kernel versions (GPTOSS_CUDA_MOE_DECODE=v1|v4|v6|v7|v7f) against the
  * double reference: rows and K not multiples of the tiles, 1..4 tokens,
  * k = 2..8 (k = 3 and 5: v4's down kernel falls back to v1), K = 3072 (the
- * limit of v4/v5) and 3104 (they fall back to v1), scales from 2^-127 to
+ * limit of v4) and 3104 (it falls back to v1), scales from 2^-127 to
  * 2^13 with negative-zero codes. */
 static void test_moe_decode_versions(void **state) {
     (void)state;
     need_gpu();
     int prev = cuda_test_moe_decode_variant(4);
-    static const char *const labels[] = { "", " v1", "", "", " v4", " v5", " v6", " v7", " v7f", " v9" };
-    static const int versions[] = { 1, 4, 5, 6, 7, 8 };
-    for (int vi = 0; vi < 6; vi++) {
+    static const char *const labels[] = { "", " v1", "", "", " v4", "", " v6", " v7", " v7f", " v9" };
+    static const int versions[] = { 1, 4, 6, 7, 8 };
+    for (int vi = 0; vi < 5; vi++) {
         int v = versions[vi];
         cuda_test_moe_decode_variant(v);
         moe_label = labels[v];
-        moe_tc = v == 5;
         moe_i8 = v == 6 || v == 7;
         check_moe_decode_cases();
     }
@@ -443,7 +442,7 @@ static void test_moe_decode_versions(void **state) {
 }
 
 /* v9 (tensor cores, bf16 hi + lo inputs) on the same cases as
- * test_moe_decode_versions, with v5's tolerance. */
+ * test_moe_decode_versions, with the tensor-core (hi + lo bf16) tolerance. */
 static void test_moe_decode_v9(void **state) {
     (void)state;
     need_gpu();

@@ -350,7 +350,6 @@ static gptoss_status cuda_create(const model_weights *w, const backend_params *p
         b->part_floats = PART_FLOATS;
     }
     cu_kernels_init();
-    cu_moe_decode_v5_reserve(CU_DECODE_MAX_T, K, H); /* on failure the v4 down kernel runs */
     {
         const char *g = getenv("GPTOSS_CUDA_GRAPH");
         b->use_graph = !(g && !strcmp(g, "0"));

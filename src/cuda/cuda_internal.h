@@ -155,9 +155,9 @@ void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const floa
                         const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                         int k, int H, int I, cudaStream_t s);
 
-/* Versions 4, 5 and 6 of the two decode MoE kernels (cuda_moe_decode_v4.cu,
- * _v5.cu; v6 is v4 with i8 = 1: int8 hi + lo inputs, dp4a), chosen by
- * GPTOSS_CUDA_MOE_DECODE=v1|v4|v5|v6 at init or cu_moe_decode_set_variant.
+/* Versions 4 and 6 of the two decode MoE kernels (cuda_moe_decode_v4.cu;
+ * v6 is v4 with i8 = 1: int8 hi + lo inputs, dp4a), chosen by
+ * GPTOSS_CUDA_MOE_DECODE=v1|v4|v6 at init or cu_moe_decode_set_variant.
  * Same arguments; they return 0 without launching when the shape is not
  * covered (the launcher then runs v1). */
 void cu_moe_decode_v4_init(void);
@@ -188,19 +188,27 @@ int cu_moe_gate_up_decode_v9(const uint8_t *blocks, const uint8_t *scales, const
 int cu_moe_down_decode_v9(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                           const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                           int k, int H, int I, cudaStream_t s);
-void cu_moe_decode_v5_init(void);
-/* Scratch of the v5 down kernel for up to T tokens x k experts x H rows (call
- * before capturing a graph); -1 when the allocation failed (v5's down kernel
- * then falls back to v4). */
-int cu_moe_decode_v5_reserve(int T, int k, int H);
-int cu_moe_gate_up_decode_v5(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+/* v7 (cuda_moe_decode_v7.cu): weights streamed into registers; i8 = 1: int8
+ * hi + lo inputs (GPTOSS_CUDA_MOE_DECODE=v7), 0: fp32 inputs (v7f). */
+void cu_moe_decode_v7_init(void);
+int cu_moe_gate_up_decode_v7(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                             const float *h, const float *norm_w, const float *logits, int E,
+                             int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
+                             float limit, float alpha, int i8, cudaStream_t s);
+int cu_moe_down_decode_v7(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                          const float *act, const int *sel_e, const float *sel_w, float *x, int T,
+                          int k, int H, int I, int i8, cudaStream_t s);
+/* v9 (cuda_moe_decode_v9.cu): tensor cores, weights as the MMA's A converted
+ * in registers, x as bf16 hi/lo B columns (GPTOSS_CUDA_MOE_DECODE=v9). */
+void cu_moe_decode_v9_init(void);
+int cu_moe_gate_up_decode_v9(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                              const float *h, const float *norm_w, const float *logits, int E,
                              int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
                              float limit, float alpha, cudaStream_t s);
-int cu_moe_down_decode_v5(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+int cu_moe_down_decode_v9(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                           const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                           int k, int H, int I, cudaStream_t s);
-/* 1, 4, 5, 6, 7, 8 (= v7f) or 9: the decode MoE kernel version used from now on (overrides the
+/* 1, 4, 6, 7, 8 (= v7f) or 9: the decode MoE kernel version used from now on (overrides the
  * environment); returns the previous one. */
 int cu_moe_decode_set_variant(int v);
 

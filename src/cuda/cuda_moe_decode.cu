@@ -57,14 +57,14 @@ __device__ __forceinline__ void read_block_x(const float4 *xs, int NB, int b, fl
 #define PRE 3 /* blocks per lane whose loads are issued together (rows up to 3072 wide) */
 
 static int g_blocks_per_wave = 264; /* 2 blocks of 256 threads per SM; set at init */
-/* decode kernel version (GPTOSS_CUDA_MOE_DECODE=v1|v4|v5|v6|v7|v7f|v9, read at
+/* decode kernel version (GPTOSS_CUDA_MOE_DECODE=v1|v4|v6|v7|v7f|v9, read at
  * the first init; cu_moe_decode_set_variant overrides); 0 = not decided yet.
  * 8 = v7f (cuda_moe_decode_v7.cu, fp32 inputs, weights streamed into
  * registers) is the default: 471-472 tok/s on the 20b against 478-481 for v7
  * (int8 hi + lo inputs: faster, ~30x larger error), 441-445 for v4 (cp.async
- * stages), 430-434 for v6 (v4 with the int8 dot), 408-412 for v5 (tensor
- * cores) and 397 for v1 (this file). Versions 2 and 3 (395 and 421-423
- * tok/s) were removed; docs/CUDA_NOTES.md has their story. 9 = v9
+ * stages), 430-434 for v6 (v4 with the int8 dot) and 397 for v1 (this
+ * file). Versions 2, 3 and 5 (395, 421-423 and 408-412 tok/s; v5 the first
+ * tensor-core one) were removed; docs/CUDA_NOTES.md has their story. 9 = v9
  * (cuda_moe_decode_v9.cu, tensor cores, opt-in: 427 tok/s against 484 for
  * v7f in the same run, gate_up 25.2 us and down 26.0 us) falls back to v7f when it
  * does not cover the shape (v7f itself falls back to v4, then v1). */
@@ -73,7 +73,7 @@ static int g_moe_variant = 0;
 static void resolve_variant(void) {
     if (!g_moe_variant) {
         const char *v = getenv("GPTOSS_CUDA_MOE_DECODE");
-        g_moe_variant = !v ? 8 : !strcmp(v, "v1") ? 1 : !strcmp(v, "v4") ? 4 : !strcmp(v, "v5") ? 5
+        g_moe_variant = !v ? 8 : !strcmp(v, "v1") ? 1 : !strcmp(v, "v4") ? 4
                       : !strcmp(v, "v6") ? 6 : !strcmp(v, "v7") ? 7 : !strcmp(v, "v9") ? 9 : 8;
     }
 }
@@ -81,7 +81,7 @@ static void resolve_variant(void) {
 int cu_moe_decode_set_variant(int v) {
     resolve_variant();
     int old = g_moe_variant;
-    g_moe_variant = v == 1 || (v >= 4 && v <= 7) || v == 9 ? v : 8;
+    g_moe_variant = v == 1 || v == 4 || v == 6 || v == 7 || v == 9 ? v : 8;
     return old;
 }
 
@@ -239,10 +239,6 @@ void cu_moe_gate_up_decode(const uint8_t *blocks, const uint8_t *scales, const f
                                                        sel_e, sel_w, act, T, k, H, I, limit,
                                                        alpha, s))
         return;
-    if (g_moe_variant == 5 && cu_moe_gate_up_decode_v5(blocks, scales, bias, h, norm_w, logits, E,
-                                                       sel_e, sel_w, act, T, k, H, I, limit,
-                                                       alpha, s))
-        return;
     if (g_moe_variant >= 7 && cu_moe_gate_up_decode_v7(blocks, scales, bias, h, norm_w, logits, E,
                                                        sel_e, sel_w, act, T, k, H, I, limit,
                                                        alpha, g_moe_variant == 7, s))
@@ -348,7 +344,6 @@ __global__ void __launch_bounds__(256, 2) k_moe_down(const uint8_t *__restrict__
 void cu_moe_decode_init(void) {
     resolve_variant();
     cu_moe_decode_v4_init();
-    cu_moe_decode_v5_init();
     cu_moe_decode_v7_init();
     cu_moe_decode_v9_init();
     cudaFuncSetAttribute(k_moe_down, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
@@ -363,9 +358,6 @@ void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const floa
                         int k, int H, int I, cudaStream_t s) {
     if (g_moe_variant == 9 &&
         cu_moe_down_decode_v9(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I, s))
-        return;
-    if (g_moe_variant == 5 &&
-        cu_moe_down_decode_v5(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I, s))
         return;
     if (g_moe_variant >= 7 &&
         cu_moe_down_decode_v7(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I,

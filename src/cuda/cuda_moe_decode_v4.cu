@@ -1,5 +1,6 @@
 /* cuda_moe_decode_v4.cu - fourth version of the MXFP4 decode expert kernels
- * (the default; GPTOSS_CUDA_MOE_DECODE=v5|v1 selects another).
+ * (GPTOSS_CUDA_MOE_DECODE=v4; the fallback of v7/v7f when a block's
+ * shared memory does not fit).
  *
  * Same math as v1 in fp32 (exact E2M1 x 2^(s-127) weights, fp32 inputs, fp32
  * accumulation); what changes is the parallelism. ncu on the 20b showed the

@@ -181,7 +181,6 @@ extern "C" int cuda_test_moe(const uint8_t *gu_blocks, const uint8_t *gu_scales,
     if (grouped != 2) cu_topk(dl, NULL, T, E, k, sel_e, sel_w, 0);
     if (grouped != 1) {
         float *act = dp.alloc<float>((size_t)T * k * I);
-        cu_moe_decode_v5_reserve(T, k, H);
         if (dp.failed) return finish(dp, "moe");
         cu_moe_gate_up_decode(gb, gs, gbias, dh, NULL, 0.0f, grouped == 2 ? dl : NULL, E, sel_e, sel_w,
                               act, T, k, H, I, limit, alpha, 0);
