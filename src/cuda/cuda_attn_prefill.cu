@@ -39,7 +39,7 @@
  * row r of matrix i; matrix i lands in register i, lane 4 r + w holding
  * elements 2w, 2w+1 of row r (with .trans: rows 2w, 2w+1 of column r). */
 #include "cuda_internal.h"
-#include "cuda_matvec.cuh"
+#include "cuda_mxfp4_mma.cuh"
 
 #include <cuda_fp16.h>
 
@@ -94,13 +94,6 @@ __device__ __forceinline__ void mma_f16(float (&d)[4], const uint32_t (&a)[4], u
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *p) {
     uint32_t addr = (uint32_t)__cvta_generic_to_shared(p);
@@ -116,15 +109,6 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const void *p) {
                  : "r"(addr));
 }
 
-/* 16-byte cp.async global -> shared; src_bytes 0 fills zeros. */
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
-    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(src_bytes)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all(void) {
-    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;" ::: "memory");
-}
 
 /* float4 -> 4 hi (8 bytes) and 4 lo at hi_dst / lo_dst: fp16 (keys) or bf16 (values). */
 __device__ __forceinline__ void store_split4(__half *hi_dst, __half *lo_dst, float4 v) {
@@ -239,13 +223,13 @@ __global__ void __launch_bounds__(TC_THREADS, 2) k_attn_tc(cu_attn_args a) {
             size_t off = ((size_t)S * a.cap + (ok ? key % a.cap : 0)) * kvw + kvh * TC_HD + lc * 4;
 #pragma unroll
             for (int c = 0; c < 2; c++) {
-                cp_async16(&sm.stage[0][tid][c], a.kc + off + 32 * c, ok ? 16 : 0);
-                cp_async16(&sm.stage[1][tid][c], a.vc + off + 32 * c, ok ? 16 : 0);
+                cu_cp16(&sm.stage[0][tid][c], a.kc + off + 32 * c, ok ? 16 : 0);
+                cu_cp16(&sm.stage[1][tid][c], a.vc + off + 32 * c, ok ? 16 : 0);
             }
         };
         load(kbeg);
         for (int k0 = kbeg; k0 < kend; k0 += TC_KT) {
-            cp_async_wait_all();
+            cu_cp_wait_all();
             __syncthreads(); /* every warp is done with the previous tile */
 #pragma unroll
             for (int c = 0; c < 2; c++) {
@@ -336,12 +320,12 @@ __global__ void __launch_bounds__(TC_THREADS, 2) k_attn_tc(cu_attn_args a) {
                     uint32_t bh[4], bl[4];
                     ldsm_x4_trans(bh, &sm.vh[key][dim]);
                     ldsm_x4_trans(bl, &sm.vl[key][dim]);
-                    mma_bf16(o[2 * dp], pl, bh[0], bh[1]);
-                    mma_bf16(o[2 * dp], ph, bl[0], bl[1]);
-                    mma_bf16(o[2 * dp], ph, bh[0], bh[1]);
-                    mma_bf16(o[2 * dp + 1], pl, bh[2], bh[3]);
-                    mma_bf16(o[2 * dp + 1], ph, bl[2], bl[3]);
-                    mma_bf16(o[2 * dp + 1], ph, bh[2], bh[3]);
+                    mx_mma(o[2 * dp], pl[0], pl[1], pl[2], pl[3], bh[0], bh[1]);
+                    mx_mma(o[2 * dp], ph[0], ph[1], ph[2], ph[3], bl[0], bl[1]);
+                    mx_mma(o[2 * dp], ph[0], ph[1], ph[2], ph[3], bh[0], bh[1]);
+                    mx_mma(o[2 * dp + 1], pl[0], pl[1], pl[2], pl[3], bh[2], bh[3]);
+                    mx_mma(o[2 * dp + 1], ph[0], ph[1], ph[2], ph[3], bl[2], bl[3]);
+                    mx_mma(o[2 * dp + 1], ph[0], ph[1], ph[2], ph[3], bh[2], bh[3]);
                 }
             }
         }

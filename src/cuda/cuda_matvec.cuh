@@ -38,6 +38,29 @@ static __device__ __forceinline__ uint4 ld_stream(const void *p) {
     return r;
 }
 
+/* cp.async (sm_80+): 16 bytes (L2 only) or 4 bytes global -> shared, the
+ * bytes past `bytes` zero-filled (0: all zeros); commit a group; wait until
+ * at most N groups are pending; commit and wait for all. */
+static __device__ __forceinline__ void cu_cp16(uint32_t smem, const void *gmem, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(bytes));
+}
+static __device__ __forceinline__ void cu_cp16(void *smem, const void *gmem, int bytes) {
+    cu_cp16((uint32_t)__cvta_generic_to_shared(smem), gmem, bytes);
+}
+static __device__ __forceinline__ void cu_cp4(uint32_t smem, const void *gmem, int bytes) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem), "l"(gmem), "r"(bytes));
+}
+static __device__ __forceinline__ void cu_cp4(void *smem, const void *gmem, int bytes) {
+    cu_cp4((uint32_t)__cvta_generic_to_shared(smem), gmem, bytes);
+}
+static __device__ __forceinline__ void cu_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> static __device__ __forceinline__ void cu_cp_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+static __device__ __forceinline__ void cu_cp_wait_all() {
+    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;" ::: "memory");
+}
+
 /* PTX prmt without the selector masking __byte_perm adds: bit 3 of a
  * selector nibble then replicates the sign of the chosen byte. */
 static __device__ __forceinline__ uint32_t cu_prmt(uint32_t a, uint32_t b, uint32_t c) {

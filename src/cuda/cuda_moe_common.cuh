@@ -1,7 +1,6 @@
 /* cuda_moe_common.cuh - device helpers shared by the MXFP4 decode kernels v4
  * to v7: the per-lane E2M1 lookup table, the 32-weight block dot products
- * (fp32 inputs through the table; int8 hi + lo inputs through dp4a) and the
- * cp.async wrappers. */
+ * (fp32 inputs through the table; int8 hi + lo inputs through dp4a). */
 #ifndef GPTOSS_CUDA_MOE_COMMON_CUH
 #define GPTOSS_CUDA_MOE_COMMON_CUH
 
@@ -216,15 +215,5 @@ struct MoeXI8 {
     }
 };
 
-static __device__ __forceinline__ void moe_cp16(uint32_t dst, const void *src, int bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-static __device__ __forceinline__ void moe_cp4(uint32_t dst, const void *src, int bytes) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-static __device__ __forceinline__ void moe_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void moe_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
 
 #endif

@@ -52,8 +52,8 @@ __device__ __forceinline__ void v4_issue(uint32_t sa, const uint8_t *bm, const u
                                          size_t row, bool two, int NB, int pb, int nbp, int lane) {
     size_t rowbytes = (size_t)NB * 16;
     if (lane < nbp) {
-        moe_cp16(sa + (uint32_t)(lane * 16), bm + row * rowbytes + (size_t)(pb + lane) * 16, 16);
-        moe_cp16(sa + (uint32_t)(512 + lane * 16), bm + (row + (two ? 1 : 0)) * rowbytes + (size_t)(pb + lane) * 16,
+        cu_cp16(sa + (uint32_t)(lane * 16), bm + row * rowbytes + (size_t)(pb + lane) * 16, 16);
+        cu_cp16(sa + (uint32_t)(512 + lane * 16), bm + (row + (two ? 1 : 0)) * rowbytes + (size_t)(pb + lane) * 16,
                 two ? 16 : 0);
     }
     /* scales: lanes 0..8 row 0, lanes 16..24 row 1; word w covers bytes
@@ -64,7 +64,7 @@ __device__ __forceinline__ void v4_issue(uint32_t sa, const uint8_t *bm, const u
     size_t wb = a + 4 * (size_t)w;
     if (w < 9 && wb < end) {
         int n = end - wb < 4 ? (int)(end - wb) : 4;
-        moe_cp4(sa + (uint32_t)(1024 + g * 48 + 4 * w), sm + wb, n);
+        cu_cp4(sa + (uint32_t)(1024 + g * 48 + 4 * w), sm + wb, n);
     }
 }
 
@@ -119,19 +119,19 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
 #pragma unroll
     for (int s = 0; s < S - 1; s++) {
         if (s < n_items) v4_issue(sbase + s * V4_SB, bexp, sexp, 2 * (size_t)(first + 8 * s), true, NB, pb, nbp, lane);
-        moe_commit();
+        cu_cp_commit();
     }
     typename std::conditional<I8, MoeXI8, MoeXF32>::type x;
     x.load(h + (size_t)t * H, pb + lane, NB);
     __syncthreads(); /* the table */
     uint32_t lb = (uint32_t)lane * 4u;
     for (int n = 0; n < n_items; n++) {
-        moe_wait<S - 2>();
+        cu_cp_wait<S - 2>();
         __syncwarp();
         int nn = n + S - 1;
         if (nn < n_items)
             v4_issue(sbase + (nn % S) * V4_SB, bexp, sexp, 2 * (size_t)(first + 8 * nn), true, NB, pb, nbp, lane);
-        moe_commit();
+        cu_cp_commit();
         int i = first + 8 * n;
         float acc[2];
         v4_dot_stage(stages + (n % S) * V4_SB, x, v4_smem, lb, 2 * (size_t)i, NB, pb, nbp, lane, acc);
@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
         }
         __syncwarp(); /* every lane is done with stage n % S before it is refilled */
     }
-    moe_wait<0>();
+    cu_cp_wait<0>();
     __syncthreads();
     moe_gate_up_epilogue(part, PR, NB, i0, i1, bias + (size_t)e * 2 * I, act + (size_t)pair_idx * I,
                          limit, alpha);
@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
             int r = first + s * step;
             v4_issue(sbase + s * V4_SB, bexp, sexp, (size_t)r, r + 1 < r1, NB, pb, nbp, lane);
         }
-        moe_commit();
+        cu_cp_commit();
     }
     typename std::conditional<I8, MoeXI8, MoeXF32>::type xv;
     xv.load(act + ((size_t)t * k + j) * I, pb + lane, NB);
@@ -190,14 +190,14 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
     uint32_t lb = (uint32_t)lane * 4u;
     float *pj = part + ((size_t)j * 3 + p) * RB; /* row r at pj[r - r0] */
     for (int n = 0; n < n_items; n++) {
-        moe_wait<S - 2>();
+        cu_cp_wait<S - 2>();
         __syncwarp();
         int nn = n + S - 1;
         if (nn < n_items) {
             int r = first + nn * step;
             v4_issue(sbase + (nn % S) * V4_SB, bexp, sexp, (size_t)r, r + 1 < r1, NB, pb, nbp, lane);
         }
-        moe_commit();
+        cu_cp_commit();
         int r = first + n * step;
         float acc[2];
         v4_dot_stage(stages + (n % S) * V4_SB, xv, v4_smem, lb, (size_t)r, NB, pb, nbp, lane, acc);
@@ -209,7 +209,7 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_down_v4(
         }
         __syncwarp();
     }
-    moe_wait<0>();
+    cu_cp_wait<0>();
     __syncthreads();
     moe_down_epilogue(part, RB, NB, r0, r1, sel_e + t * k, sel_w + t * k, k, bias, H, x + (size_t)t * H);
 }

@@ -67,18 +67,6 @@ __global__ void k_route(const int *sel_e, int P, int E, int *counts, int *offset
  * accuracy), B dequantised to bf16 (exact: E2M1 x 2^k). Two MMAs per step. */
 #define STAGES 3
 
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int bytes) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, int bytes) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
 
 struct raw_stage {
     bf16 ahi[BM * LDS];          /* A tile, bf16 high part, MMA layout */
@@ -142,17 +130,17 @@ __global__ void __launch_bounds__(256, 2) k_moe_gemm(
             int src = arow[r], col = k0 + cc * 8;
             bool ok = src >= 0 && col < K;
             size_t off = ok ? (size_t)src * K + col : 0;
-            cp_async16(&st.ahi[r * LDS + cc * 8], A_hi + off, ok ? 16 : 0);
-            cp_async16(&st.alo[r * LDS + cc * 8], A_lo + off, ok ? 16 : 0);
+            cu_cp16(&st.ahi[r * LDS + cc * 8], A_hi + off, ok ? 16 : 0);
+            cu_cp16(&st.alo[r * LDS + cc * 8], A_lo + off, ok ? 16 : 0);
         }
         int kb = k0 / 32 + b_blk;
         bool ok = b_n < N && kb < NB;
-        cp_async16(&st.b[(b_row * 2 + b_blk) * 16],
+        cu_cp16(&st.b[(b_row * 2 + b_blk) * 16],
                    ok ? (const void *)(bexp + (size_t)b_n * rowbytes + (size_t)kb * 16) : (const void *)bexp,
                    ok ? 16 : 0);
         size_t so = (size_t)b_n * NB + kb, sa = so & ~(size_t)3;
-        cp_async4(&st.sw[b_row * 2 + b_blk][0], ok ? (const void *)(sexp + sa) : (const void *)sexp, ok ? 4 : 0);
-        cp_async4(&st.sw[b_row * 2 + b_blk][1], ok ? (const void *)(sexp + sa + 4) : (const void *)sexp, ok ? 4 : 0);
+        cu_cp4(&st.sw[b_row * 2 + b_blk][0], ok ? (const void *)(sexp + sa) : (const void *)sexp, ok ? 4 : 0);
+        cu_cp4(&st.sw[b_row * 2 + b_blk][1], ok ? (const void *)(sexp + sa + 4) : (const void *)sexp, ok ? 4 : 0);
     };
     auto dequant = [&](int kt) {
         raw_stage &st = sm.m.raw[kt % STAGES];
@@ -189,14 +177,14 @@ __global__ void __launch_bounds__(256, 2) k_moe_gemm(
     int nk = (K + BK - 1) / BK;
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < nk) issue(s);
-        cp_commit();
+        cu_cp_commit();
     }
     for (int kt = 0; kt < nk; kt++) {
-        cp_wait<STAGES - 2>();
+        cu_cp_wait<STAGES - 2>();
         __syncthreads();
         dequant(kt);
         if (kt + STAGES - 1 < nk) issue(kt + STAGES - 1);
-        cp_commit();
+        cu_cp_commit();
         __syncthreads();
         const raw_stage &st = sm.m.raw[kt % STAGES];
 #pragma unroll
@@ -220,7 +208,7 @@ __global__ void __launch_bounds__(256, 2) k_moe_gemm(
                 }
         }
     }
-    cp_wait<0>();
+    cu_cp_wait<0>();
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < 2; i++)

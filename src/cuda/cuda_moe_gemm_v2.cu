@@ -76,18 +76,6 @@ struct v2_smem {
     float pw[V2_BT];  /* down: routing weight per tile row */
 };
 
-__device__ __forceinline__ void v2_cp16(void *smem, const void *gmem, int bytes) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
-}
-__device__ __forceinline__ void v2_cp4(void *smem, const void *gmem, int bytes) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
-}
-__device__ __forceinline__ void v2_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void v2_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
 
 /* The 8 codes of word w (elements 8t..8t+7 of a block) -> 4 bf16x2 registers,
  * out[m] = (element 2m, element 2m+1) x scale, low half first. */
@@ -163,13 +151,13 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
             bool ok = tsrc >= 0 && kb0 + (ch >> 2) < NB;
             size_t off = ok ? (size_t)kt * V2_BK + ch * 8 : 0;
             int dst = tr * 8 + (ch ^ ((tr & 1) << 2));
-            v2_cp16(&st.ahi[dst], thi + off, ok ? 16 : 0);
-            v2_cp16(&st.alo[dst], tlo + off, ok ? 16 : 0);
+            cu_cp16(&st.ahi[dst], thi + off, ok ? 16 : 0);
+            cu_cp16(&st.alo[dst], tlo + off, ok ? 16 : 0);
         }
 #pragma unroll
         for (int b = 0; b < 2; b++) {
             bool ok = brow_ok && kb0 + b < NB;
-            v2_cp16(&st.b[tid * 2 + (b ^ ((tid >> 2) & 1))], brow + (ok ? (size_t)(kb0 + b) * 16 : 0),
+            cu_cp16(&st.b[tid * 2 + (b ^ ((tid >> 2) & 1))], brow + (ok ? (size_t)(kb0 + b) * 16 : 0),
                     ok ? 16 : 0);
         }
         /* bytes pos, pos + 1 lie in the aligned words at a and (when pos % 4
@@ -178,8 +166,8 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
          * of 4 (the checkpoint's is). */
         size_t pos = srow + kb0, a = pos & ~(size_t)3;
         bool two = brow_ok && (pos & 3) == 3 && kb0 + 1 < NB;
-        v2_cp4(&st.sw[tid].x, sexp + (brow_ok ? a : 0), brow_ok ? 4 : 0);
-        v2_cp4(&st.sw[tid].y, sexp + (two ? a + 4 : 0), two ? 4 : 0);
+        cu_cp4(&st.sw[tid].x, sexp + (brow_ok ? a : 0), brow_ok ? 4 : 0);
+        cu_cp4(&st.sw[tid].y, sexp + (two ? a + 4 : 0), two ? 4 : 0);
     };
 
     /* ---- consumer role: warp w owns weight rows 32w .. 32w+31 of the block */
@@ -247,19 +235,19 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
 #pragma unroll
     for (int s = 0; s < V2_STAGES - 1; s++) {
         if (s < nk) issue(s);
-        v2_commit();
+        cu_cp_commit();
     }
     for (int kt = 0; kt < nk; kt++) {
-        v2_wait<V2_STAGES - 2>();
+        cu_cp_wait<V2_STAGES - 2>();
         __syncthreads();
         if (kt + V2_STAGES - 1 < nk) issue(kt + V2_STAGES - 1);
-        v2_commit();
+        cu_cp_commit();
         if (warp_active) {
             if (unroll_full && jn == 8) compute(kt, std::true_type{});
             else compute(kt, std::false_type{});
         }
     }
-    v2_wait<0>();
+    cu_cp_wait<0>();
     __syncthreads(); /* the stages are free: the gate_up epilogue reuses them */
 
     const float *be = bias + (size_t)e * N;
