@@ -27,9 +27,11 @@ static const char HELP[] =
     "  -r, --repetitions R   repetitions, reported as mean and standard deviation (default 3)\n"
     "      --seed S          seed of the random token ids (default 1)\n"
     "      --mem-bw GBS      compare against this bandwidth instead of measuring it\n"
-    "      --sample          decode steps also pick the next token (greedy) with\n"
-    "                        gptoss_decode_sample, on the GPU with CUDA; without it a step\n"
-    "                        returns the whole logits row to the host, as before\n"
+    "      --logits          decode steps return the whole logits row to the host\n"
+    "                        (gptoss_session_append) instead of picking the next token\n"
+    "                        (greedy) with gptoss_decode_sample as generate, chat and serve\n"
+    "                        do (on the GPU with CUDA; the default)\n"
+    "      --sample          the default (kept for older scripts)\n"
     "      --json            print one JSON object instead of the table\n";
 
 typedef struct {
@@ -72,7 +74,7 @@ int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
     args_common c;
     args_common_init(&c);
-    int n_prompt = 512, n_gen = 128, reps = 3, as_json = 0, sample = 0;
+    int n_prompt = 512, n_gen = 128, reps = 3, as_json = 0, sample = 1;
     gptoss_sampler *greedy = NULL;
     uint64_t seed = 1;
     float given_bw = 0.0f;
@@ -85,8 +87,8 @@ int cmd_bench(int argc, char **argv) {
             printf("%s%s", HELP, ARGS_COMMON_HELP);
             return 0;
         }
-        if (!strcmp(a, "--sample")) {
-            sample = 1;
+        if (!strcmp(a, "--sample") || !strcmp(a, "--logits")) {
+            sample = !strcmp(a, "--sample");
             continue;
         }
         if (!strcmp(a, "--json")) {

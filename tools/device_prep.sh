@@ -7,7 +7,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 B=${B:-build-final}
-ARCH="-gencode arch=compute_90a,code=sm_90a"
+ARCH="-gencode arch=compute_90a,code=sm_90a ${EXTRA_ARCH_FLAGS:-}"
 # another engineer's file may not compile yet under -Werror: build it without -Werror then
 for f in src/*.c src/cpu/*.c src/server/*.c; do
     o=$B/${f%.c}.o

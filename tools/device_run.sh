@@ -11,6 +11,7 @@
 # profpre (ncu kernel times of a 512-token prefill), stall
 # (ncu stall reasons of STALL_KERNELS in `bench STALL_ARGS`, default -p 16 -n 24), mem, tf (transformers in the same run,
 # tools/transformers_compare.py), batch (1..64 sessions decoding together), sass,
+# src (ncu per-SASS-line warp samples of SRC_KERNELS),
 # b120 (120b: generate + bench).
 # VARIANTS: space-separated label=ENV1=a,ENV2=b items for the bench stage
 # (default below); BENCH_ARGS=--sample in a variant adds bench arguments;
@@ -154,6 +155,44 @@ for line in open(sys.argv[1], errors="replace"):
         print("  ", re.sub(r"\s{2,}", "  ", l))
     m = re.match(r"smsp__average_warps_issue_stalled_(\w+)_per_issue_active.ratio\s+\S+\s+([\d.]+)", l)
     if m and float(m.group(2)) >= 0.05: print(f"   stall {m.group(1)}: {m.group(2)}")
+PY
+fi
+
+# --- per-instruction warp samples of SRC_KERNELS (ncu SourceCounters; top SASS lines)
+if has src && [ "$(rc_of gen)" = 0 ]; then
+    NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+    GPTOSS_CUDA_GRAPH=0 timeout 240 "$NCU" --clock-control none \
+        --kernel-name regex:"${SRC_KERNELS:-k_moe_gate_up_v7}" --launch-skip ${STALL_SKIP:-200} --launch-count 1 \
+        --section SourceCounters --section WarpStateStats --import-source no -f -o "$OUT/src" \
+        $B/gptoss bench -m "$M" -p 16 -n 24 -r 1 --device cuda >"$OUT/src.log" 2>&1
+    log "ncu src rc=$?"
+    "$NCU" -i "$OUT/src.ncu-rep" --page source --csv --print-source sass >"$OUT/src.csv" 2>"$OUT/src.err"
+    log "ncu source page rc=$? $(wc -l <"$OUT/src.csv") lines"
+    python3 - "$OUT/src.csv" <<'PY' | tee -a "$SUM"
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], errors="replace")))
+hi = next((i for i, r in enumerate(rows) if any("Source" == c or "Address" == c for c in r)), None)
+if hi is None: print("no header"); sys.exit()
+h = rows[hi]; print("columns:", "|".join(h)[:600])
+def col(*names):
+    for n in names:
+        for i, c in enumerate(h):
+            if c.strip().lower() == n.lower(): return i
+    return None
+src = col("Source"); samp = col("Warp Stall Sampling (All Samples)", "Sampling Data (All)", "Warp Stall Sampling (All Cycles)")
+ex = col("Instructions Executed", "Warp Instructions Executed")
+if samp is None: print("no samples column"); sys.exit()
+def f(x):
+    try: return float(x.replace(",", ""))
+    except Exception: return 0.0
+body = [r for r in rows[hi + 1:] if len(r) > samp]
+tot = sum(f(r[samp]) for r in body) or 1
+print(f"{len(body)} SASS lines, {tot:.0f} samples, {sum(f(r[ex]) for r in body) if ex is not None else 0:.0f} warp instructions")
+acc = 0
+for i, r in enumerate(body):
+    acc += f(r[samp])
+    if f(r[samp]) / tot >= 0.004 or i % 40 == 0:
+        print(f"{i:5d} {100 * f(r[samp]) / tot:5.1f}% cum {100 * acc / tot:5.1f}% ex {f(r[ex]) if ex is not None else 0:8.0f}  {r[src][:90]}")
 PY
 fi
 

@@ -353,6 +353,7 @@ static gptoss_status cuda_create(const model_weights *w, const backend_params *p
     {
         const char *g = getenv("GPTOSS_CUDA_GRAPH");
         b->use_graph = !(g && !strcmp(g, "0"));
+        b->time_exp = cu_time_exp(getenv("GPTOSS_CUDA_TIME"));
     }
     if ((e = cudaStreamSynchronize(b->stream))) { st = cu_fail(e, "create"); goto fail; }
     *out = b;

@@ -64,11 +64,16 @@ struct backend {
     cudaGraphExec_t graph_exec;  /* decode graph and its key */
     int graph_T, graph_R, graph_bucket;
     int use_graph;               /* 0 when GPTOSS_CUDA_GRAPH=0 */
+    int time_exp;                /* GPTOSS_CUDA_TIME (timing experiment, wrong results): one
+                                  * decode kernel launched a second time per layer on the next
+                                  * layer's weights, so that a step's extra time is that kernel's
+                                  * cost in the graph (cu_time_exp in cuda_forward.cu) */
     cu_pick *pick;               /* device sampling buffers, made on first use */
     char desc[512];
 };
 
 gptoss_status cu_fail(cudaError_t e, const char *what);
+int cu_time_exp(const char *name);
 gptoss_status cuda_forward(backend *b, const backend_item *items, int n_items, float *logits);
 gptoss_status cuda_forward_pick(backend *b, const backend_item *items, int n_items,
                                 const pick_request *reqs, pick_result *res);

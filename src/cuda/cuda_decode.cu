@@ -26,26 +26,37 @@ __global__ void __launch_bounds__(256) k_qkv_rope(const bf16 *__restrict__ W, in
     mv_issue_first<2>(wr, K, f);
     pdl_trigger();
     pdl_wait(); /* x is the predecessor's output */
+    /* lane t < T: its token's epilogue operands (bias, position, rotation,
+     * slot) before the matvec, not after it (one memory latency less) */
+    float b1 = 0.0f, b2 = 0.0f, sn = 0.0f, cs = 1.0f;
+    int p = 0, sl = 0;
+    if (lane < T && pi < npairs) {
+        b1 = bias ? bias[r1] : 0.0f;
+        b2 = bias ? bias[r2] : 0.0f;
+        p = pos[lane];
+        sl = slot[lane];
+        if (head < nh + nkv) {
+            sincosf((float)p * inv_freq[i], &sn, &cs);
+            cs *= conc; sn *= conc;
+        }
+    }
     mv_load_x<T>(xs4, x, K, norm_w, eps);
     if (pi >= npairs) return;
     float acc[2][T];
     mv_rows<T, 2>(wr, xs4, K, f, acc);
+    pdl_trigger_end();
 #pragma unroll
     for (int t = 0; t < T; t++) {
         if (lane != t) continue;
-        float v1 = acc[0][t] + (bias ? bias[r1] : 0.0f), v2 = acc[1][t] + (bias ? bias[r2] : 0.0f);
-        int p = pos[t];
+        float v1 = acc[0][t] + b1, v2 = acc[1][t] + b2;
         if (head < nh + nkv) {
-            float sn, cs;
-            sincosf((float)p * inv_freq[i], &sn, &cs);
-            cs *= conc; sn *= conc;
             float o1 = v1 * cs - v2 * sn, o2 = v2 * cs + v1 * sn;
             v1 = o1; v2 = o2;
         }
         qkv[(size_t)t * width + r1] = v1;
         qkv[(size_t)t * width + r2] = v2;
         if (head >= nh) {
-            size_t base = ((size_t)slot[t] * cap + (size_t)(p % cap)) * (size_t)(nkv * hd);
+            size_t base = ((size_t)sl * cap + (size_t)(p % cap)) * (size_t)(nkv * hd);
             kv_t *dst = head < nh + nkv ? kc + base + (size_t)(head - nh) * hd
                                         : vc + base + (size_t)(head - nh - nkv) * hd;
             dst[i] = v1;
@@ -59,6 +70,7 @@ template <int T> static void config_qkv(void) {
 }
 
 void cu_decode_init(void) {
+    pdl_mode_upload();
     config_qkv<1>(); config_qkv<2>(); config_qkv<3>(); config_qkv<4>();
 }
 

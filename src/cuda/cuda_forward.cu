@@ -38,6 +38,27 @@ static cublasStatus_t gemm_f32(backend *b, const float *W, int N, int K, const f
     return cublasSgemm(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &alpha, W, K, A, K, &beta, C, ldc);
 }
 
+/* Timing experiments (GPTOSS_CUDA_TIME=name): the named decode kernel runs a
+ * second time per layer, on the next layer's weights (so that the second
+ * launch finds none of them in L2) and into scratch outputs; "guh"/"dnh" run
+ * the second MoE launch on half the rows. The step's extra time over the
+ * default is the kernel's cost inside the graph, launch gaps included; with
+ * the half variants it splits into a fixed part and a per-row part. The
+ * results are wrong: for measurements only. */
+enum { TX_NONE, TX_QKV, TX_ATTN, TX_O, TX_ROUTER, TX_GU, TX_GUH, TX_DN, TX_DNH, TX_GUT, TX_EMPTY };
+
+/* "empty": the cost of one launch of a kernel that does nothing (132 x 768
+ * threads) between two kernels of the graph; "gut": the second gate_up on
+ * 1/32 of the rows (its fixed cost) */
+__global__ void k_time_empty(void) {}
+
+int cu_time_exp(const char *name) {
+    static const char *names[] = { "", "qkv", "attn", "o", "router", "gu", "guh", "dn", "dnh", "gut", "empty" };
+    for (int i = 1; name && i < (int)(sizeof names / sizeof names[0]); i++)
+        if (!strcmp(name, names[i])) return i;
+    return TX_NONE;
+}
+
 /* Enqueues embedding, all layers and (when lm_rows > 0 and small) the final
  * norm + lm_head matvec of a pass. keys_full bounds the keys any token sees on
  * full-attention layers (it sizes the split-KV grid). */
@@ -78,17 +99,36 @@ static cublasStatus_t enqueue_body(backend *b, int T, int keys_full, int lm_rows
         a.window = sliding ? c->sliding_window : 0;
         a.max_keys = sliding && c->sliding_window < keys_full ? c->sliding_window : keys_full;
         a.part = b->part; a.part_floats = b->part_floats;
+        const cu_layer *L2 = &b->L[(l + 1) % c->n_layers]; /* timing experiments only */
+        int tx = dec ? b->time_exp : TX_NONE;
+        if (tx == TX_QKV)
+            cu_qkv_rope(L2->qkv_w, H, b->x, L2->attn_norm, c->rms_eps, L2->qkv_b, b->inv_freq, b->conc,
+                        pos, slot, L2->kc, L2->vc, L2->cap, T, nh, nkv, hd, b->qkv, s);
         cu_attention(&a, s);
+        if (tx == TX_ATTN) cu_attention(&a, s);
         /* MoE */
         if (dec) {
             cu_matvec_bf16(L->o_w, H, Q, b->attn, T, L->o_b, b->x, b->x, H, s);
+            if (tx == TX_O) cu_matvec_bf16(L2->o_w, H, Q, b->attn, T, L2->o_b, b->hf, b->hf, H, s);
             cu_matvec_norm_bf16(L->router_w, E, H, b->x, T, L->router_b, NULL, b->rlog, E,
                                 L->mlp_norm, c->rms_eps, b->hf, s);
+            if (tx == TX_ROUTER)
+                cu_matvec_norm_bf16(L2->router_w, E, H, b->x, T, L2->router_b, NULL, b->rlog, E,
+                                    L2->mlp_norm, c->rms_eps, b->hf, s);
             cu_moe_gate_up_decode(L->gu_blocks, L->gu_scales, L->gu_bias, b->hf, NULL, 0.0f,
                                   b->rlog, E, b->sel_e, b->sel_w, b->act_dec, T, K, H, I,
                                   c->swiglu_limit, c->swiglu_alpha, s);
+            if (tx == TX_GU || tx == TX_GUH || tx == TX_GUT)
+                cu_moe_gate_up_decode(L2->gu_blocks, L2->gu_scales, L2->gu_bias, b->hf, NULL, 0.0f,
+                                      b->rlog, E, b->sel_e, b->sel_w, b->act_dec, T, K, H,
+                                      tx == TX_GUH ? I / 2 : tx == TX_GUT ? I / 32 : I, c->swiglu_limit,
+                                      c->swiglu_alpha, s);
+            if (tx == TX_EMPTY) k_time_empty<<<132, 768, 0, s>>>();
             cu_moe_down_decode(L->dn_blocks, L->dn_scales, L->dn_bias, b->act_dec, b->sel_e,
                                b->sel_w, b->x, T, K, H, I, s);
+            if (tx == TX_DN || tx == TX_DNH)
+                cu_moe_down_decode(L2->dn_blocks, L2->dn_scales, L2->dn_bias, b->act_dec, b->sel_e,
+                                   b->sel_w, b->hf, T, K, tx == TX_DNH ? H / 2 : H, I, s);
         } else {
             if (!bs) bs = gemm_split(b, L->o_w, H, Q, b->attn_b, b->attn_lo, T, b->x, H, 1.0f);
             cu_rmsnorm(b->x, L->o_b, L->mlp_norm, b->hf, b->hb, b->hb_lo, NULL, T, H, c->rms_eps, s);

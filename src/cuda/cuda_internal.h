@@ -44,6 +44,7 @@ typedef struct {
  * block) the 20b decoded 439-441 tok/s with it and 446 without; with the
  * 256-thread kernels of the removed v3 it had gained 4 %. */
 extern int g_cu_pdl;
+extern int g_cu_pdl_late; /* GPTOSS_CUDA_PDL=3: level 2, successors launched late */
 
 template <typename... KArgs, typename... Args>
 static inline void cu_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
@@ -61,12 +62,16 @@ static inline void cu_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size
     cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
-/* As cu_launch, never with PDL (the v7 MoE kernels: with GPTOSS_CUDA_PDL=1
- * their parity tests failed on the H200 and the cause was not found). */
+/* As cu_launch, with PDL only when GPTOSS_CUDA_PDL=2 (the v7 MoE kernels:
+ * with PDL their parity tests failed on the H200 in the third session and the
+ * cause was not found; level 2 is there to test them again). */
 template <typename... KArgs, typename... Args>
 static inline void cu_launch_serial(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
                                     cudaStream_t s, Args... args) {
-    kern<<<grid, block, smem, s>>>(args...);
+    if (g_cu_pdl >= 2)
+        cu_launch(kern, grid, block, smem, s, args...);
+    else
+        kern<<<grid, block, smem, s>>>(args...);
 }
 
 /* ----------------------------------------------------------- launchers */

@@ -8,8 +8,16 @@
 
 #define MOE_TAB_BYTES (256 * 256)
 
-static __constant__ float c_moe_e2m1[16] = { 0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
-                                            -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f };
+/* E2M1 code c (s e1 e0 m) as a float: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their
+ * negatives (-0 for code 8). Computed, not looked up: a __constant__ table
+ * indexed by a different code in every lane serializes the constant cache,
+ * which made the per-block table build ~5 % of the gate_up kernel (ncu
+ * source counters, fifth session). */
+static __device__ __forceinline__ float moe_e2m1(uint32_t c) {
+    uint32_t e = (c >> 1) & 3u, m = c & 1u;
+    uint32_t bits = e ? ((126u + e) << 23) | (m << 22) : (m ? 0x3F000000u : 0u);
+    return __uint_as_float(bits | ((c & 8u) << 28));
+}
 
 static __device__ __forceinline__ uint32_t moe_bf16_bits(float v) { return __float_as_uint(v) >> 16; }
 
@@ -20,7 +28,7 @@ __device__ __forceinline__ void moe_build_tab(unsigned char *tab) {
     uint32_t *t = reinterpret_cast<uint32_t *>(tab);
     for (int i = threadIdx.x; i < 256 * 64; i += blockDim.x) {
         uint32_t b = (uint32_t)i >> 6;
-        t[i] = moe_bf16_bits(c_moe_e2m1[b & 15u]) | (moe_bf16_bits(c_moe_e2m1[b >> 4]) << 16);
+        t[i] = moe_bf16_bits(moe_e2m1(b & 15u)) | (moe_bf16_bits(moe_e2m1(b >> 4)) << 16);
     }
 }
 
@@ -85,36 +93,60 @@ struct MoeXF32 {
  * order. gate_up: part[q][2 (i - i0) + {0, 1}] hold pair i's gate and up
  * sums (q < 3, row stride 2 PR); act[i] = clamped SwiGLU. Call after a
  * __syncthreads. */
+__device__ __forceinline__ void moe_gate_up_sums(const float *part, int PR, int NB, int o, float &gt,
+                                                 float &up) {
+    int np = NB > 64 ? 3 : NB > 32 ? 2 : 1; /* parts that hold blocks */
+    gt = part[o];
+    up = part[o + 1];
+    for (int q = 1; q < np; q++) {
+        gt += part[q * 2 * PR + o];
+        up += part[q * 2 * PR + o + 1];
+    }
+}
+
 __device__ __forceinline__ void moe_gate_up_epilogue(const float *part, int PR, int NB, int i0, int i1,
                                                      const float *be, float *act, float limit,
                                                      float alpha) {
-    int np = NB > 64 ? 3 : NB > 32 ? 2 : 1; /* parts that hold blocks */
     for (int i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
-        int o = 2 * (i - i0);
-        float gt = part[o], up = part[o + 1];
-        for (int q = 1; q < np; q++) {
-            gt += part[q * 2 * PR + o];
-            up += part[q * 2 * PR + o + 1];
-        }
+        float gt, up;
+        moe_gate_up_sums(part, PR, NB, 2 * (i - i0), gt, up);
         act[i] = swiglu(gt + be[2 * i], up + be[2 * i + 1], limit, alpha);
     }
 }
 
 /* down: part[j][q][r - r0] holds expert j's part-q sum of row r; x[r] (the
  * token's residual row) += sum_j w[j] (sum + bias_e[j][r]), in expert order. */
+__device__ __forceinline__ float moe_down_sum(const float *part, int RB, int NB, int jj, int rel) {
+    int np = NB > 64 ? 3 : NB > 32 ? 2 : 1;
+    const float *pp = part + (size_t)jj * 3 * RB + rel;
+    float d = pp[0];
+    for (int q = 1; q < np; q++) d += pp[(size_t)q * RB];
+    return d;
+}
+
 __device__ __forceinline__ void moe_down_epilogue(const float *part, int RB, int NB, int r0, int r1,
                                                   const int *sel_e, const float *sel_w, int k,
                                                   const float *bias, int H, float *x) {
-    int np = NB > 64 ? 3 : NB > 32 ? 2 : 1;
     for (int rr = r0 + threadIdx.x; rr < r1; rr += blockDim.x) {
         float total = 0.0f;
-        for (int jj = 0; jj < k; jj++) {
-            const float *pp = part + (size_t)jj * 3 * RB + (rr - r0);
-            float d = pp[0];
-            for (int q = 1; q < np; q++) d += pp[(size_t)q * RB];
-            total += sel_w[jj] * (d + bias[(size_t)sel_e[jj] * H + rr]);
-        }
+        for (int jj = 0; jj < k; jj++)
+            total += sel_w[jj] * (moe_down_sum(part, RB, NB, jj, rr - r0) + bias[(size_t)sel_e[jj] * H + rr]);
         x[rr] += total;
+    }
+}
+
+/* The same with the biases and the residual staged in shared memory at the
+ * start of the kernel: pre[j * RB + r - r0] = expert j's bias of row r,
+ * pre[k * RB + r - r0] = x[r] (the kernel's own row range). Call after a
+ * __syncthreads. */
+__device__ __forceinline__ void moe_down_epilogue_pre(const float *part, int RB, int NB, int r0, int r1,
+                                                      const float *sel_w, int k, const float *pre,
+                                                      float *x) {
+    for (int rr = r0 + threadIdx.x; rr < r1; rr += blockDim.x) {
+        float total = 0.0f;
+        for (int jj = 0; jj < k; jj++)
+            total += sel_w[jj] * (moe_down_sum(part, RB, NB, jj, rr - r0) + pre[jj * RB + rr - r0]);
+        x[rr] = pre[k * RB + rr - r0] + total;
     }
 }
 
@@ -123,11 +155,12 @@ __device__ __forceinline__ void moe_down_epilogue(const float *part, int RB, int
  * 64-bit shared load (no bf16 unpacking), conflict-free since lane l reads
  * bytes [8l, 8l + 8) of a 256-byte row. 64 KiB. Each value pair is computed
  * once and stored for 4 lanes at a time. */
-__device__ __forceinline__ void moe_build_tab2(unsigned char *tab) {
+__device__ __forceinline__ void moe_build_tab2(unsigned char *tab, int first = 0, int stride = 0) {
     float4 *t = reinterpret_cast<float4 *>(tab);
-    for (int i = threadIdx.x; i < 256 * 16; i += blockDim.x) {
+    if (!stride) { first = threadIdx.x; stride = blockDim.x; }
+    for (int i = first; i < 256 * 16; i += stride) {
         uint32_t b = (uint32_t)i >> 4;
-        float lo = c_moe_e2m1[b & 15u], hi = c_moe_e2m1[b >> 4];
+        float lo = moe_e2m1(b & 15u), hi = moe_e2m1(b >> 4);
         t[i] = make_float4(lo, hi, lo, hi);
     }
 }
