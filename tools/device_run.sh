@@ -16,7 +16,7 @@
 # VARIANTS: space-separated label=ENV1=a,ENV2=b items for the bench stage
 # (default below); BENCH_ARGS=--sample in a variant adds bench arguments;
 # B120_VARIANTS the same for the 120b; PARITY2_ENV the environment of the second
-# parity run (default GPTOSS_CUDA_PDL=1). Uses the carried binaries in $B (default build-final), or
+# parity run (default GPTOSS_CUDA_PDL=0). Uses the carried binaries in $B (default build-final), or
 # builds natively when they do not start.
 set -u
 cd "$(dirname "$0")/.."
@@ -60,7 +60,7 @@ fi
 if has parity; then
     (BUILD=$B timeout 240 $B/tests/test_cuda_parity >"$OUT/parity.log" 2>&1; echo $? >"$OUT/parity.rc") &
     pids="$pids $!"
-    (export ${PARITY2_ENV:-GPTOSS_CUDA_PDL=1}
+    (export ${PARITY2_ENV:-GPTOSS_CUDA_PDL=0}
      BUILD=$B timeout 240 $B/tests/test_cuda_parity >"$OUT/parity_pdl.log" 2>&1
      echo $? >"$OUT/parity_pdl.rc") &
     pids="$pids $!"

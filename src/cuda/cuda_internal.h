@@ -38,11 +38,13 @@ typedef struct {
  * finishing, runs its prologue (weight loads, tables), and waits in
  * pdl_wait() (griddepcontrol.wait) before it touches anything the
  * predecessor writes or reads. Every kernel launched through cu_launch must
- * call pdl_wait() before such accesses. g_cu_pdl: 1 when enabled (compute
- * capability >= 9 and GPTOSS_CUDA_PDL=1); set by cu_kernels_init. Off by
- * default: with the v4 MoE kernels (768 threads, ~227 KB of shared memory a
- * block) the 20b decoded 439-441 tok/s with it and 446 without; with the
- * 256-thread kernels of the removed v3 it had gained 4 %. */
+ * call pdl_wait() before such accesses. g_cu_pdl (set by cu_kernels_init
+ * from GPTOSS_CUDA_PDL): 2 = all decode kernels (the default: level 3, with
+ * g_cu_pdl_late, releases the successor only after a kernel's main loop;
+ * level 2 at its start), 1 = all but the v7 MoE kernels, 0 = off. Fifth
+ * session, same calls: level 3 decoded 506.3 tok/s against 498.0-501.1
+ * without PDL; levels 1 and 2, which release successors at the start, were
+ * 1-3 % slower than no PDL (waiting grids hold resources next to running ones). */
 extern int g_cu_pdl;
 extern int g_cu_pdl_late; /* GPTOSS_CUDA_PDL=3: level 2, successors launched late */
 
@@ -62,9 +64,9 @@ static inline void cu_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size
     cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
-/* As cu_launch, with PDL only when GPTOSS_CUDA_PDL=2 (the v7 MoE kernels:
- * with PDL their parity tests failed on the H200 in the third session and the
- * cause was not found; level 2 is there to test them again). */
+/* As cu_launch, but without PDL at level 1 (the v7 MoE kernels: with PDL
+ * their parity tests failed on the H200 in the third session, cause not
+ * found; in the fifth session they passed with levels 2 and 3). */
 template <typename... KArgs, typename... Args>
 static inline void cu_launch_serial(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
                                     cudaStream_t s, Args... args) {

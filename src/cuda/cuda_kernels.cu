@@ -253,8 +253,11 @@ void cu_kernels_init(void) {
     const char *pdl = getenv("GPTOSS_CUDA_PDL");
     if (cudaGetDevice(&dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess)
-        g_cu_pdl = major >= 9 && pdl ? (!strcmp(pdl, "1") ? 1 : !strcmp(pdl, "2") || !strcmp(pdl, "3") ? 2 : 0) : 0;
-    g_cu_pdl_late = g_cu_pdl && !strcmp(pdl, "3");
+        g_cu_pdl = major < 9 ? 0 : !pdl || !strcmp(pdl, "3") || !strcmp(pdl, "2") ? 2 : !strcmp(pdl, "1") ? 1 : 0;
+    /* level 3 (the default on sm_90+): every decode kernel launched with PDL,
+     * the successor released after the main loop; 2: released at the start;
+     * 1: as 2 without the v7 MoE kernels; 0 (GPTOSS_CUDA_PDL=0): no PDL */
+    g_cu_pdl_late = g_cu_pdl == 2 && !(pdl && !strcmp(pdl, "2"));
     pdl_mode_upload();
     cudaGetLastError();
     config_matvec<1, 1>(); config_matvec<2, 1>(); config_matvec<3, 1>(); config_matvec<4, 1>();
