@@ -441,6 +441,26 @@ static void test_moe_decode_versions(void **state) {
     cuda_test_moe_decode_variant(prev);
 }
 
+/* v7f with every compiled kernel shape (rows per group x warps; the default
+ * is g4w15 for gate_up and g4w12 for down; down shapes whose warps do not
+ * split over 3 parts x k experts fall back to g2w24) on the same cases. */
+static void test_moe_decode_v7_shapes(void **state) {
+    (void)state;
+    need_gpu();
+    int prev = cuda_test_moe_decode_variant(8);
+    static const char *const shapes[] = { "g2w24", "g4w18", "g4w15", "g4w12", "g8w12", "g8w9" };
+    char label[32];
+    for (int i = 0; i < 6; i++) {
+        cuda_test_moe_v7_shapes(shapes[i], shapes[i]);
+        snprintf(label, sizeof label, " v7f %s", shapes[i]);
+        moe_label = label;
+        check_moe_decode_cases();
+    }
+    cuda_test_moe_v7_shapes(NULL, NULL);
+    moe_label = "";
+    cuda_test_moe_decode_variant(prev);
+}
+
 /* v9 (tensor cores, bf16 hi + lo inputs) on the same cases as
  * test_moe_decode_versions, with the tensor-core (hi + lo bf16) tolerance. */
 static void test_moe_decode_v9(void **state) {
@@ -841,6 +861,7 @@ int main(void) {
         cmocka_unit_test(test_pick),
         cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_forward_vs_cpu),
+        cmocka_unit_test(test_moe_decode_v7_shapes),
         cmocka_unit_test(test_moe_decode_v9),
 #endif
     };

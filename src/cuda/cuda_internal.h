@@ -178,6 +178,9 @@ int cu_moe_down_decode_v4(const uint8_t *blocks, const uint8_t *scales, const fl
 /* v7 (cuda_moe_decode_v7.cu): weights streamed into registers; i8 = 1: int8
  * hi + lo inputs (GPTOSS_CUDA_MOE_DECODE=v7), 0: fp32 inputs (v7f). */
 void cu_moe_decode_v7_init(void);
+/* v7f kernel shapes by name (g<G>w<NW>, as GPTOSS_CUDA_V7_GU/_DN; NULL = the
+ * default; an unknown name selects g2w24) */
+void cu_moe_v7_set_shapes(const char *gu, const char *dn);
 int cu_moe_gate_up_decode_v7(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                              const float *h, const float *norm_w, const float *logits, int E,
                              int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,

@@ -104,13 +104,15 @@ __device__ __forceinline__ void moe_gate_up_sums(const float *part, int PR, int 
     }
 }
 
+/* be: the expert's biases, pair i at be[2 (i - b0)], b0 = 0 for the tensor
+ * itself or i0 for a copy of the block's pairs */
 __device__ __forceinline__ void moe_gate_up_epilogue(const float *part, int PR, int NB, int i0, int i1,
-                                                     const float *be, float *act, float limit,
+                                                     const float *be, int b0, float *act, float limit,
                                                      float alpha) {
     for (int i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
         float gt, up;
         moe_gate_up_sums(part, PR, NB, 2 * (i - i0), gt, up);
-        act[i] = swiglu(gt + be[2 * i], up + be[2 * i + 1], limit, alpha);
+        act[i] = swiglu(gt + be[2 * (i - b0)], up + be[2 * (i - b0) + 1], limit, alpha);
     }
 }
 

@@ -145,7 +145,7 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gate_up_v4(
     }
     cu_cp_wait<0>();
     __syncthreads();
-    moe_gate_up_epilogue(part, PR, NB, i0, i1, bias + (size_t)e * 2 * I, act + (size_t)pair_idx * I,
+    moe_gate_up_epilogue(part, PR, NB, i0, i1, bias + (size_t)e * 2 * I, 0, act + (size_t)pair_idx * I,
                          limit, alpha);
 }
 

@@ -3,7 +3,7 @@
  * dp4a; v7f: fp32 inputs through the code table, exact).
  *
  * Same work split as v4 (a row in three parts of 32 blocks, a lane owns one
- * block of its part, 768-thread blocks), but no shared-memory stages: v4 and
+ * block of its part), but no shared-memory stages: v4 and
  * v6 (v4 with the int8 dot) ran at the same ~27 us for the 20b gate_up although
  * v6 issues ~30 % fewer instructions, so the cp.async staging, not the
  * arithmetic, set their pace. Here a warp loads G rows of its part with
@@ -12,16 +12,16 @@
  * buffering in registers, as the bf16 matvecs that reach 4.1 TB/s do). Each
  * lane also loads its block's scale byte per row (32 lanes: one 32-byte
  * sector). v7f turns a code byte into two float operands with one 64-bit
- * shared-memory load (moe_build_tab2); one warp per gate_up block picks the
- * experts (ncu: the 20b gate_up issued 13.8 M instructions for 66 M weights,
- * ~45 % of them outside the multiply-adds).
+ * shared-memory load (moe_build_tab2); every gate_up warp picks the experts
+ * itself. Shapes (G rows per group, NW warps) below: v7f uses 4 x 15 for
+ * gate_up and 4 x 12 for down, v7 (int8) 4 x 24.
  *
  * gate_up: grid (bx, T*k); rows [2*i0, 2*i1) of one token/expert pair (gate
  *          and up interleaved), groups of G rows; warp w: part w % 3, groups
- *          w / 3 + 8n.
+ *          w / 3 + (NW/3) n.
  * down:    grid (bx, T); rows [r0, r1) for all k experts; warp w: expert
  *          j = w / (3G8), part (w % 3G8) % 3, groups (w % 3G8) / 3 + G8*n with
- *          G8 = NW/(3k) (NW warps: 24 by default).
+ *          G8 = NW/(3k).
  */
 #include "cuda_moe_common.cuh"
 
@@ -158,7 +158,7 @@ __global__ void __launch_bounds__(NW * 32, 1) k_moe_gate_up_v7(
                                 });
     pdl_trigger_end();
     __syncthreads();
-    moe_gate_up_epilogue(part, PR, NB, i0, i1, bpre - 2 * (size_t)i0, act + (size_t)pair_idx * I, limit, alpha);
+    moe_gate_up_epilogue(part, PR, NB, i0, i1, bpre, i0, act + (size_t)pair_idx * I, limit, alpha);
 }
 
 /* grid (bx, T), NW warps, smem TAB + k*3*RB + (k+1)*RB floats. Block rows [r0, r0+RB). */
@@ -209,9 +209,8 @@ __global__ void __launch_bounds__(NW * 32, 1) k_moe_down_v7(
     moe_down_epilogue_pre(part, RB, NB, r0, r1, sel_w + t * k, k, bpre, x + (size_t)t * H);
 }
 
-/* v7: int8 inputs, 4 rows per group; v7f: fp32 inputs (32 registers), 2 rows. */
+/* v7: int8 inputs, 4 rows per group, 24 warps (V7_THREADS); v7f: the shapes below. */
 #define V7_G_I8 4
-#define V7_G_F32 2
 
 static int g_v7_smem_max = 48 * 1024;
 
@@ -236,6 +235,11 @@ static int v7_shape_of(const char *v, const char *dflt) {
         if (!strcmp(v, name)) return i;
     }
     return 0;
+}
+
+void cu_moe_v7_set_shapes(const char *gu, const char *dn) {
+    g_v7_gu_shape = v7_shape_of(gu, "g4w15");
+    g_v7_dn_shape = v7_shape_of(dn, "g4w12");
 }
 
 void cu_moe_decode_v7_init(void) {

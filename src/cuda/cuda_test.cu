@@ -210,6 +210,11 @@ extern "C" int cuda_test_moe_decode_variant(int version) {
     return cu_moe_decode_set_variant(version);
 }
 
+extern "C" void cuda_test_moe_v7_shapes(const char *gate_up, const char *down) {
+    cu_kernels_init(); /* the shapes' shared-memory limits */
+    cu_moe_v7_set_shapes(gate_up, down);
+}
+
 extern "C" int cuda_test_moe_gemm_variant(int version) {
     cu_kernels_init(); /* v2's shared-memory check */
     return cu_moe_gemm_set_variant(version);

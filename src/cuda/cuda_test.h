@@ -58,6 +58,10 @@ int cuda_test_moe(const uint8_t *gu_blocks, const uint8_t *gu_scales, const floa
  * GPTOSS_CUDA_MOE_DECODE in cuda_moe_decode.cu); returns the previous one. */
 int cuda_test_moe_decode_variant(int version);
 
+/* Selects the v7f decode kernel shapes by name ("g4w15", ...; NULL = default)
+ * for gate_up and down (GPTOSS_CUDA_V7_GU / GPTOSS_CUDA_V7_DN). */
+void cuda_test_moe_v7_shapes(const char *gate_up, const char *down);
+
 /* Selects the grouped (prefill) GEMM used by cuda_test_moe with grouped = 1:
  * 1 = cuda_moe_gemm.cu, 2 = cuda_moe_gemm_v2.cu (GPTOSS_CUDA_MOE_GEMM); returns
  * the previous one, or -1 (nothing changed) when this device cannot run v2. */
