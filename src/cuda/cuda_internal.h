@@ -46,7 +46,7 @@ typedef struct {
  * without PDL; levels 1 and 2, which release successors at the start, were
  * 1-3 % slower than no PDL (waiting grids hold resources next to running ones). */
 extern int g_cu_pdl;
-extern int g_cu_pdl_late; /* GPTOSS_CUDA_PDL=3: level 2, successors launched late */
+extern int g_cu_pdl_late; /* level 3 (the default): level 2 with successors released late */
 
 template <typename... KArgs, typename... Args>
 static inline void cu_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
@@ -181,26 +181,6 @@ void cu_moe_decode_v7_init(void);
 /* v7f kernel shapes by name (g<G>w<NW>, as GPTOSS_CUDA_V7_GU/_DN; NULL = the
  * default; an unknown name selects g2w24) */
 void cu_moe_v7_set_shapes(const char *gu, const char *dn);
-int cu_moe_gate_up_decode_v7(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                             const float *h, const float *norm_w, const float *logits, int E,
-                             int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
-                             float limit, float alpha, int i8, cudaStream_t s);
-int cu_moe_down_decode_v7(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                          const float *act, const int *sel_e, const float *sel_w, float *x, int T,
-                          int k, int H, int I, int i8, cudaStream_t s);
-/* v9 (cuda_moe_decode_v9.cu): tensor cores, weights as the MMA's A converted
- * in registers, x as bf16 hi/lo B columns (GPTOSS_CUDA_MOE_DECODE=v9). */
-void cu_moe_decode_v9_init(void);
-int cu_moe_gate_up_decode_v9(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                             const float *h, const float *norm_w, const float *logits, int E,
-                             int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
-                             float limit, float alpha, cudaStream_t s);
-int cu_moe_down_decode_v9(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                          const float *act, const int *sel_e, const float *sel_w, float *x, int T,
-                          int k, int H, int I, cudaStream_t s);
-/* v7 (cuda_moe_decode_v7.cu): weights streamed into registers; i8 = 1: int8
- * hi + lo inputs (GPTOSS_CUDA_MOE_DECODE=v7), 0: fp32 inputs (v7f). */
-void cu_moe_decode_v7_init(void);
 int cu_moe_gate_up_decode_v7(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                              const float *h, const float *norm_w, const float *logits, int E,
                              int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,

@@ -93,25 +93,19 @@ struct MoeXF32 {
  * order. gate_up: part[q][2 (i - i0) + {0, 1}] hold pair i's gate and up
  * sums (q < 3, row stride 2 PR); act[i] = clamped SwiGLU. Call after a
  * __syncthreads. */
-__device__ __forceinline__ void moe_gate_up_sums(const float *part, int PR, int NB, int o, float &gt,
-                                                 float &up) {
-    int np = NB > 64 ? 3 : NB > 32 ? 2 : 1; /* parts that hold blocks */
-    gt = part[o];
-    up = part[o + 1];
-    for (int q = 1; q < np; q++) {
-        gt += part[q * 2 * PR + o];
-        up += part[q * 2 * PR + o + 1];
-    }
-}
-
 /* be: the expert's biases, pair i at be[2 (i - b0)], b0 = 0 for the tensor
  * itself or i0 for a copy of the block's pairs */
 __device__ __forceinline__ void moe_gate_up_epilogue(const float *part, int PR, int NB, int i0, int i1,
                                                      const float *be, int b0, float *act, float limit,
                                                      float alpha) {
+    int np = NB > 64 ? 3 : NB > 32 ? 2 : 1; /* parts that hold blocks */
     for (int i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
-        float gt, up;
-        moe_gate_up_sums(part, PR, NB, 2 * (i - i0), gt, up);
+        int o = 2 * (i - i0);
+        float gt = part[o], up = part[o + 1];
+        for (int q = 1; q < np; q++) {
+            gt += part[q * 2 * PR + o];
+            up += part[q * 2 * PR + o + 1];
+        }
         act[i] = swiglu(gt + be[2 * (i - b0)], up + be[2 * (i - b0) + 1], limit, alpha);
     }
 }
@@ -157,10 +151,9 @@ __device__ __forceinline__ void moe_down_epilogue_pre(const float *part, int RB,
  * 64-bit shared load (no bf16 unpacking), conflict-free since lane l reads
  * bytes [8l, 8l + 8) of a 256-byte row. 64 KiB. Each value pair is computed
  * once and stored for 4 lanes at a time. */
-__device__ __forceinline__ void moe_build_tab2(unsigned char *tab, int first = 0, int stride = 0) {
+__device__ __forceinline__ void moe_build_tab2(unsigned char *tab) {
     float4 *t = reinterpret_cast<float4 *>(tab);
-    if (!stride) { first = threadIdx.x; stride = blockDim.x; }
-    for (int i = first; i < 256 * 16; i += stride) {
+    for (int i = threadIdx.x; i < 256 * 16; i += blockDim.x) {
         uint32_t b = (uint32_t)i >> 4;
         float lo = moe_e2m1(b & 15u), hi = moe_e2m1(b >> 4);
         t[i] = make_float4(lo, hi, lo, hi);
