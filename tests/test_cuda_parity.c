@@ -500,13 +500,11 @@ static void test_moe_grouped(void **state) {
  * partial and single), E = 4..128, k = 2/4, K tails of 32 (96, 160, 544,
  * 1056) against its 64-wide stages, N tails against its 256-row blocks (2I =
  * 192, 320, 1088; H = 64, 96, 1056, 2880) and exact ones (3072, 6144). */
-static void test_moe_grouped_v2(void **state) {
-    (void)state;
-    need_gpu();
-    int prev = cuda_test_moe_gemm_variant(2);
-    if (prev < 0) skip(); /* shared memory per block too small for v2 */
+static void check_moe_grouped_tc(int variant, const char *label) {
+    int prev = cuda_test_moe_gemm_variant(variant);
+    if (prev < 0) skip(); /* v2: shared memory per block too small; v3: no sm_90a GPU */
     moe_sc_lo = 120, moe_sc_span = 4, moe_wide = 0;
-    moe_label = " v2";
+    moe_label = label;
     check_moe(37, 8, 4, 96, 160, 1);
     check_moe(24, 32, 4, 2880, 2880, 1);
     check_moe(9, 4, 2, 64, 96, 1);
@@ -524,6 +522,21 @@ static void test_moe_grouped_v2(void **state) {
     moe_sc_lo = 120; moe_sc_span = 4; moe_wide = 0;
     moe_label = "";
     cuda_test_moe_gemm_variant(prev);
+}
+
+static void test_moe_grouped_v2(void **state) {
+    (void)state;
+    need_gpu();
+    check_moe_grouped_tc(2, " v2");
+}
+
+/* v3 (wgmma, sm_90a only: skipped elsewhere) on the same cases: its 64-row
+ * m tiles and 128-row warpgroups meet N tails inside a block (2I = 192, 320:
+ * one m tile or one warpgroup without rows), K tails end on half a stage */
+static void test_moe_grouped_v3(void **state) {
+    (void)state;
+    need_gpu();
+    check_moe_grouped_tc(3, " v3");
 }
 
 /* ------------------------------------------------- whole forward vs CPU */
@@ -858,6 +871,7 @@ int main(void) {
         cmocka_unit_test(test_moe_decode_versions),
         cmocka_unit_test(test_moe_grouped),
         cmocka_unit_test(test_moe_grouped_v2),
+        cmocka_unit_test(test_moe_grouped_v3),
         cmocka_unit_test(test_pick),
         cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_forward_vs_cpu),

@@ -11,7 +11,7 @@
 # profpre (ncu kernel times of a 512-token prefill), stall
 # (ncu stall reasons of STALL_KERNELS in `bench STALL_ARGS`, default -p 16 -n 24), mem, tf (transformers in the same run,
 # tools/transformers_compare.py), batch (1..64 sessions decoding together), sass,
-# src (ncu per-SASS-line warp samples of SRC_KERNELS),
+# src (ncu per-SASS-line warp samples of SRC_KERNELS in `bench SRC_ARGS`),
 # b120 (120b: generate + bench).
 # VARIANTS: space-separated label=ENV1=a,ENV2=b items for the bench stage
 # (default below); BENCH_ARGS=--sample in a variant adds bench arguments;
@@ -164,7 +164,7 @@ if has src && [ "$(rc_of gen)" = 0 ]; then
     GPTOSS_CUDA_GRAPH=0 timeout 240 "$NCU" --clock-control none \
         --kernel-name regex:"${SRC_KERNELS:-k_moe_gate_up_v7}" --launch-skip ${STALL_SKIP:-200} --launch-count 1 \
         --section SourceCounters --section WarpStateStats --import-source no -f -o "$OUT/src" \
-        $B/gptoss bench -m "$M" -p 16 -n 24 -r 1 --device cuda >"$OUT/src.log" 2>&1
+        $B/gptoss bench -m "$M" ${SRC_ARGS:--p 16 -n 24} -r 1 --device cuda >"$OUT/src.log" 2>&1
     log "ncu src rc=$?"
     "$NCU" -i "$OUT/src.ncu-rep" --page source --csv --print-source sass >"$OUT/src.csv" 2>"$OUT/src.err"
     log "ncu source page rc=$? $(wc -l <"$OUT/src.csv") lines"

@@ -77,22 +77,6 @@ struct v2_smem {
 };
 
 
-/* The 8 codes of word w (elements 8t..8t+7 of a block) -> 4 bf16x2 registers,
- * out[m] = (element 2m, element 2m+1) x scale, low half first. */
-__device__ __forceinline__ void v2_dequant(uint32_t w, uint32_t s2, uint32_t (&out)[4]) {
-    uint32_t lo = w & 0x0F0F0F0Fu, hi = (w >> 4) & 0x0F0F0F0Fu;
-#pragma unroll
-    for (int m = 0; m < 4; m++) {
-        /* [lo byte m, 0, hi byte m, 0]: the zero bytes replicate the sign of a
-         * byte < 16 */
-        uint32_t p = cu_prmt(lo, hi, 0xC480u + 0x1111u * m);
-        /* code c of each half -> c << 6 (sign copy at bit 9 dropped) and
-         * c << 12 (only its bit 3 kept, at bit 15); no carries between them */
-        uint32_t v = (p * 0x1040u) & 0x81C081C0u;
-        out[m] = mx_bmul2(mx_bmul2(v, MX_BF16X2_2P126), s2);
-    }
-}
-
 /* A_hi/A_lo: [rows, K] bf16 (hi + lo = the activations to ~16 bits).
  * GATE_UP: A rows are tokens (through perm / k_top); the epilogue writes the
  * SwiGLU activations as hi/lo bf16 rows in expert order. down: A rows are
@@ -206,7 +190,7 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
                 uint32_t s = __byte_perm(sw.x, sw.y, ((rb[i] + 2 * kt) & 3) + b) & 0xffu;
                 uint32_t w = codes[r * 8 + ((b ^ ((r >> 2) & 1)) << 2) + t];
                 uint32_t d[4];
-                v2_dequant(w, mx_scale2(s), d);
+                mx_dequant_word(w, mx_scale2(s), d);
                 /* bytes 2c, 2c + 1 -> a0a1 / a4a5 (row g) or a2a3 / a6a7 (row g + 8) */
                 af[i >> 1][0][i & 1] = d[0];
                 af[i >> 1][0][2 + (i & 1)] = d[1];
@@ -312,7 +296,7 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
 }
 
 /* ------------------------------------------------------------ selection */
-static int g_gemm_variant = 0; /* 1 = v1 (cuda_moe_gemm.cu), 2 = v2; 0 = not read yet */
+static int g_gemm_variant = 0; /* 1 = v1 (cuda_moe_gemm.cu), 2 = v2, 3 = v3 (cuda_moe_gemm_v3.cu); 0 = not read yet */
 /* the device gives a block sizeof(v2_smem) (~105 KB: Hopper and A100 do, sm_86/89 not) */
 static bool g_v2_fits = false;
 /* full tiles take the branch-free token loop (GPTOSS_CUDA_GEMM_FULL=0: never) */
@@ -321,7 +305,8 @@ static int g_v2_full = 1;
 int cu_moe_gemm_variant(void) {
     if (!g_gemm_variant) {
         const char *v = getenv("GPTOSS_CUDA_MOE_GEMM");
-        g_gemm_variant = v && !strcmp(v, "v1") ? 1 : 2;
+        /* v3 where the GPU runs it (cu_moe_gemm_v2 falls back to v2 otherwise) */
+        g_gemm_variant = v && !strcmp(v, "v1") ? 1 : v && !strcmp(v, "v2") ? 2 : 3;
     }
     return g_gemm_variant;
 }
@@ -329,7 +314,8 @@ int cu_moe_gemm_variant(void) {
 int cu_moe_gemm_set_variant(int v) {
     int old = cu_moe_gemm_variant();
     if (v == 2 && !g_v2_fits) return -1; /* would fall back to v1 anyway */
-    g_gemm_variant = v == 2 ? 2 : 1;
+    if (v == 3 && !cu_moe_gemm_v3_available()) return -1;
+    g_gemm_variant = v == 2 || v == 3 ? v : 1;
     return old;
 }
 
@@ -345,6 +331,7 @@ void cu_moe_gemm_v2_init(void) {
                 cudaFuncSetAttribute(k_moe_gemm_v2<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      (int)sizeof(v2_smem)) == cudaSuccess;
     cudaGetLastError();
+    cu_moe_gemm_v3_init();
 }
 
 int cu_moe_gemm_v2(const uint8_t *gu_blocks, const uint8_t *gu_scales, const float *gu_bias,
@@ -352,6 +339,10 @@ int cu_moe_gemm_v2(const uint8_t *gu_blocks, const uint8_t *gu_scales, const flo
                    const bf16 *h_hi, const bf16 *h_lo, const float *sel_w, const cu_moe_scratch *sc,
                    int T, int k, int E, int H, int I, float limit, float alpha, int tile_rows,
                    cudaStream_t s) {
+    if (g_gemm_variant == 3 && cu_moe_gemm_v3(gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias,
+                                              h_hi, h_lo, sel_w, sc, T, k, E, H, I, limit, alpha,
+                                              tile_rows, s))
+        return 1;
     if (!g_v2_fits || tile_rows != V2_BT || H % 32 || I % 32) return 0;
     int mt = cu_moe_max_tiles(T, k, E);
     size_t smem = sizeof(v2_smem);

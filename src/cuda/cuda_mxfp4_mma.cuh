@@ -63,6 +63,22 @@ static __device__ __forceinline__ void mx_convert(uint32_t w, uint32_t m, uint32
     for (int j = 0; j < 4; j++) out[j] = mx_bmul2(SLOW ? mx_bmul2(p[j], MX_BF16X2_2P126) : p[j], m);
 }
 
+/* The 8 codes of word w (nibble 2m = element 2m, low nibble first) -> 4 bf16x2 registers,
+ * out[m] = (element 2m, element 2m+1) x scale, low half first. */
+static __device__ __forceinline__ void mx_dequant_word(uint32_t w, uint32_t s2, uint32_t (&out)[4]) {
+    uint32_t lo = w & 0x0F0F0F0Fu, hi = (w >> 4) & 0x0F0F0F0Fu;
+#pragma unroll
+    for (int m = 0; m < 4; m++) {
+        /* [lo byte m, 0, hi byte m, 0]: the zero bytes replicate the sign of a
+         * byte < 16 */
+        uint32_t p = cu_prmt(lo, hi, 0xC480u + 0x1111u * m);
+        /* code c of each half -> c << 6 (sign copy at bit 9 dropped) and
+         * c << 12 (only its bit 3 kept, at bit 15); no carries between them */
+        uint32_t v = (p * 0x1040u) & 0x81C081C0u;
+        out[m] = mx_bmul2(mx_bmul2(v, MX_BF16X2_2P126), s2);
+    }
+}
+
 /* d += A B, m16n8k16, bf16 in, fp32 accumulate. a0/a1: rows g / g+8 at k
  * 2t, 2t+1; a2/a3: the same rows at k 2t+8, 2t+9; b0: k 2t, 2t+1, b1: k
  * 2t+8, 2t+9 of column g (PTX ISA, "Matrix Fragments for mma.m16n8k16 with
