@@ -539,6 +539,18 @@ static void test_moe_grouped_v3(void **state) {
     check_moe_grouped_tc(3, " v3");
 }
 
+/* v4 (wgmma, sm_90a only) on the same cases and experts of 2 and 3
+ * 128-row pieces (~150 and ~300 rows): every MMA width 16 .. 128 occurs */
+static void test_moe_grouped_v4(void **state) {
+    (void)state;
+    need_gpu();
+    check_moe_grouped_tc(4, " v4");
+    int prev = cuda_test_moe_gemm_variant(4);
+    check_moe(300, 4, 4, 160, 96, 1);
+    check_moe(129, 2, 2, 96, 64, 1);
+    cuda_test_moe_gemm_variant(prev);
+}
+
 /* ------------------------------------------------- whole forward vs CPU */
 
 static char tmpdir[256];
@@ -872,6 +884,7 @@ int main(void) {
         cmocka_unit_test(test_moe_grouped),
         cmocka_unit_test(test_moe_grouped_v2),
         cmocka_unit_test(test_moe_grouped_v3),
+        cmocka_unit_test(test_moe_grouped_v4),
         cmocka_unit_test(test_pick),
         cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_forward_vs_cpu),

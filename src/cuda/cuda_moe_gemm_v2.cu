@@ -296,7 +296,7 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
 }
 
 /* ------------------------------------------------------------ selection */
-static int g_gemm_variant = 0; /* 1 = v1 (cuda_moe_gemm.cu), 2 = v2, 3 = v3 (cuda_moe_gemm_v3.cu); 0 = not read yet */
+static int g_gemm_variant = 0; /* 1 = v1 (cuda_moe_gemm.cu), 2 = v2, 3 = v3, 4 = v4 (cuda_moe_gemm_v3/v4.cu); 0 = not read yet */
 /* the device gives a block sizeof(v2_smem) (~105 KB: Hopper and A100 do, sm_86/89 not) */
 static bool g_v2_fits = false;
 /* full tiles take the branch-free token loop (GPTOSS_CUDA_GEMM_FULL=0: never) */
@@ -305,8 +305,8 @@ static int g_v2_full = 1;
 int cu_moe_gemm_variant(void) {
     if (!g_gemm_variant) {
         const char *v = getenv("GPTOSS_CUDA_MOE_GEMM");
-        /* v3 where the GPU runs it (cu_moe_gemm_v2 falls back to v2 otherwise) */
-        g_gemm_variant = v && !strcmp(v, "v1") ? 1 : v && !strcmp(v, "v2") ? 2 : 3;
+        /* v4 where the GPU runs it (cu_moe_gemm_v2 falls back to v3, then v2) */
+        g_gemm_variant = v && !strcmp(v, "v1") ? 1 : v && !strcmp(v, "v2") ? 2 : v && !strcmp(v, "v3") ? 3 : 4;
     }
     return g_gemm_variant;
 }
@@ -315,7 +315,8 @@ int cu_moe_gemm_set_variant(int v) {
     int old = cu_moe_gemm_variant();
     if (v == 2 && !g_v2_fits) return -1; /* would fall back to v1 anyway */
     if (v == 3 && !cu_moe_gemm_v3_available()) return -1;
-    g_gemm_variant = v == 2 || v == 3 ? v : 1;
+    if (v == 4 && !cu_moe_gemm_v4_available()) return -1;
+    g_gemm_variant = v >= 2 && v <= 4 ? v : 1;
     return old;
 }
 
@@ -332,6 +333,7 @@ void cu_moe_gemm_v2_init(void) {
                                      (int)sizeof(v2_smem)) == cudaSuccess;
     cudaGetLastError();
     cu_moe_gemm_v3_init();
+    cu_moe_gemm_v4_init();
 }
 
 int cu_moe_gemm_v2(const uint8_t *gu_blocks, const uint8_t *gu_scales, const float *gu_bias,
@@ -339,7 +341,10 @@ int cu_moe_gemm_v2(const uint8_t *gu_blocks, const uint8_t *gu_scales, const flo
                    const bf16 *h_hi, const bf16 *h_lo, const float *sel_w, const cu_moe_scratch *sc,
                    int T, int k, int E, int H, int I, float limit, float alpha, int tile_rows,
                    cudaStream_t s) {
-    if (g_gemm_variant == 3 && cu_moe_gemm_v3(gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias,
+    if (g_gemm_variant == 4 && cu_moe_gemm_v4(gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias,
+                                              h_hi, h_lo, sel_w, sc, T, k, E, H, I, limit, alpha, s))
+        return 1;
+    if (g_gemm_variant >= 3 && cu_moe_gemm_v3(gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias,
                                               h_hi, h_lo, sel_w, sc, T, k, E, H, I, limit, alpha,
                                               tile_rows, s))
         return 1;

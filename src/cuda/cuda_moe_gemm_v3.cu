@@ -36,6 +36,7 @@
  * with the next block's weights, so the slot refilled at stage kt (last read
  * at kt - 2) is free once every warp passed the stage's barrier. */
 #include "cuda_mxfp4_mma.cuh"
+#include "cuda_wgmma.cuh"
 #include "cuda_internal.h"
 
 #include <stdint.h>
@@ -68,42 +69,6 @@ struct v3_smem {
 };
 static_assert(sizeof(v3_stage) % 1024 == 0, "stages must keep the 1024-byte alignment");
 
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define V3_WGMMA 1
-#endif
-
-#ifdef V3_WGMMA
-/* K-major B operand, 128-byte swizzle: start >> 4, leading offset 1 (unused
- * by this layout), stride 1024 bytes between 8-row atoms, swizzle mode 1 */
-static __device__ __forceinline__ uint64_t v3_desc(uint32_t saddr) {
-    return (uint64_t)((saddr & 0x3FFFFu) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
-}
-
-static __device__ __forceinline__ void v3_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-static __device__ __forceinline__ void v3_commit() {
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-template <int N> static __device__ __forceinline__ void v3_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-
-/* d (64 x 64 fp32, 32 per thread) += A (registers) x B (descriptor) */
-static __device__ __forceinline__ void v3_mma(float (&d)[32], const uint32_t (&a)[4], uint64_t desc) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
-        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
-        "{%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
-          "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
-          "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),
-          "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));
-}
-#endif
-
 /* Same contract as k_moe_gemm_v2 (cuda_moe_gemm_v2.cu). */
 template <bool GATE_UP>
 __global__ void __launch_bounds__(V3_THREADS, 2) k_moe_gemm_v3(
@@ -112,7 +77,7 @@ __global__ void __launch_bounds__(V3_THREADS, 2) k_moe_gemm_v3(
     int k_top, const int *__restrict__ offsets, const int *__restrict__ perm,
     const int *__restrict__ tiles, const int *__restrict__ n_tiles, const float *__restrict__ sel_w,
     bf16 *act_hi, bf16 *act_lo, float *y_out, int N, int K, float limit, float alpha) {
-#ifdef V3_WGMMA
+#ifdef CU_WGMMA
     extern __shared__ unsigned char v3_smem_raw[];
     /* the swizzled token tiles need 1024-byte alignment: the launch adds 1 KB */
     uint32_t raw = (uint32_t)__cvta_generic_to_shared(v3_smem_raw);
@@ -223,7 +188,7 @@ __global__ void __launch_bounds__(V3_THREADS, 2) k_moe_gemm_v3(
             /* the A registers were read by the previous block's wgmmas (one
              * buffer: a second one, filled while the tensor cores work, and a
              * one-multiply path for scale bytes <= 128 both measured slower) */
-            v3_wait<0>();
+            wg_wait<0>();
 #pragma unroll
             for (int mi = 0; mi < 2; mi++) {
 #pragma unroll
@@ -242,20 +207,20 @@ __global__ void __launch_bounds__(V3_THREADS, 2) k_moe_gemm_v3(
                     af[mi][1][2 + h] = d[3];
                 }
             }
-            v3_fence();
+            wg_fence();
 #pragma unroll
             for (int c = 0; c < 2; c++) {
                 uint32_t off = (uint32_t)(32 * (2 * b + c));
-                uint64_t dh = v3_desc(hi_addr + off), dl = v3_desc(hi_addr + 8192u + off);
+                uint64_t dh = wg_desc(hi_addr + off), dl = wg_desc(hi_addr + 8192u + off);
 #pragma unroll
-                for (int mi = 0; mi < 2; mi++) v3_mma(acc[mi], af[mi][c], dh);
+                for (int mi = 0; mi < 2; mi++) wg_mma<64>(acc[mi], af[mi][c], dh);
 #pragma unroll
-                for (int mi = 0; mi < 2; mi++) v3_mma(acc[mi], af[mi][c], dl);
+                for (int mi = 0; mi < 2; mi++) wg_mma<64>(acc[mi], af[mi][c], dl);
             }
-            v3_commit();
+            wg_commit();
         }
     }
-    v3_wait<0>();
+    wg_wait<0>();
     cu_cp_wait<0>();
     __syncthreads(); /* the stages are free: the gate_up epilogue reuses them */
 
@@ -323,7 +288,7 @@ __global__ void __launch_bounds__(V3_THREADS, 2) k_moe_gemm_v3(
 
 /* 1 when this binary's code for the running GPU has the wgmma body */
 __global__ void k_moe_gemm_v3_probe(int *out) {
-#ifdef V3_WGMMA
+#ifdef CU_WGMMA
     *out = 1;
 #else
     *out = 0;
