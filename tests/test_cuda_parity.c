@@ -197,6 +197,7 @@ static void test_attention(void **state) {
     check_attention(64, 64, 8, 0, 4096, 4, pos3 + 1, slot3 + 1); /* decode sizes: split-KV + combine */
     int pos5[] = { 577 }, slot5[] = { 1 };
     check_attention(16, 6, 3, 0, 700, 1, pos5, slot5);           /* one token, 10 splits */
+    check_attention(64, 64, 8, 128, 300, 1, pos2 + 3, slot2 + 3); /* one token, ring wrapped */
     int pos4[12], slot4[12];
     for (int i = 0; i < 12; i++) { pos4[i] = 300 + i; slot4[i] = 1; }
     check_attention(64, 16, 2, 0, 1024, 12, pos4, slot4);        /* a prefill chunk */
@@ -502,7 +503,7 @@ static void test_moe_grouped(void **state) {
  * 192, 320, 1088; H = 64, 96, 1056, 2880) and exact ones (3072, 6144). */
 static void check_moe_grouped_tc(int variant, const char *label) {
     int prev = cuda_test_moe_gemm_variant(variant);
-    if (prev < 0) skip(); /* v2: shared memory per block too small; v3: no sm_90a GPU */
+    if (prev < 0) skip(); /* v2: shared memory per block too small; v4: no sm_90a GPU */
     moe_sc_lo = 120, moe_sc_span = 4, moe_wide = 0;
     moe_label = label;
     check_moe(37, 8, 4, 96, 160, 1);
@@ -530,17 +531,10 @@ static void test_moe_grouped_v2(void **state) {
     check_moe_grouped_tc(2, " v2");
 }
 
-/* v3 (wgmma, sm_90a only: skipped elsewhere) on the same cases: its 64-row
- * m tiles and 128-row warpgroups meet N tails inside a block (2I = 192, 320:
- * one m tile or one warpgroup without rows), K tails end on half a stage */
-static void test_moe_grouped_v3(void **state) {
-    (void)state;
-    need_gpu();
-    check_moe_grouped_tc(3, " v3");
-}
-
-/* v4 (wgmma, sm_90a only) on the same cases and experts of 2 and 3
- * 128-row pieces (~150 and ~300 rows): every MMA width 16 .. 128 occurs */
+/* v4 (wgmma, sm_90a only: skipped elsewhere) on the same cases (its 64-row
+ * m tiles meet N tails inside a block: 2I = 192, 320, one or more warpgroups
+ * without rows; K tails end on half a stage) and experts of 2 and 3 128-row
+ * pieces (~150 and ~300 rows): every MMA width 16 .. 128 occurs */
 static void test_moe_grouped_v4(void **state) {
     (void)state;
     need_gpu();
@@ -883,7 +877,6 @@ int main(void) {
         cmocka_unit_test(test_moe_decode_versions),
         cmocka_unit_test(test_moe_grouped),
         cmocka_unit_test(test_moe_grouped_v2),
-        cmocka_unit_test(test_moe_grouped_v3),
         cmocka_unit_test(test_moe_grouped_v4),
         cmocka_unit_test(test_pick),
         cmocka_unit_test(test_fixtures),

@@ -15,7 +15,8 @@
 # b120 (120b: generate + bench).
 # VARIANTS: space-separated label=ENV1=a,ENV2=b items for the bench stage
 # (default below); BENCH_ARGS=--sample in a variant adds bench arguments;
-# B120_VARIANTS the same for the 120b; PARITY2_ENV the environment of the second
+# B120_VARIANTS the same for the 120b, BATCH_VARIANTS for the batch stage (sizes
+# BATCH_SIZES, default 1 4 16 64); PARITY2_ENV the environment of the second
 # parity run (default GPTOSS_CUDA_PDL=0). Uses the carried binaries in $B (default build-final), or
 # builds natively when they do not start.
 set -u
@@ -70,7 +71,7 @@ if has parity; then
     for p in parity parity_pdl; do
         log "$p: rc=$(rc_of $p); $(grep -cE '^\[       OK \]' "$OUT/$p.log") ok, $(grep -cE '^\[  FAILED  \] [a-z]' "$OUT/$p.log") failed"
     done
-    grep -E "FAIL|rel err.* v3|forward|fixture" "$OUT/parity.log" | head -40 >>"$SUM"
+    grep -E "FAIL|rel err.* v4|forward|fixture" "$OUT/parity.log" | head -40 >>"$SUM"
 fi
 log "gen: rc=$(rc_of gen) $(tail -1 "$OUT/gen.log" 2>/dev/null)"
 
@@ -215,9 +216,13 @@ fi
 
 # --- batched decode: B sessions decoding together (gptoss_decode_batch)
 if has batch && [ "$(rc_of gen)" = 0 ]; then
-    for bsz in 1 4 16 64; do
-        timeout 120 $B/cuda_probe "$M" batch $bsz 32 >"$OUT/batch_$bsz.json" 2>>"$OUT/batch.err"
-        log "batch $bsz: rc=$? $(tr -d '\n' <"$OUT/batch_$bsz.json")"
+    for v in ${BATCH_VARIANTS:-default=}; do
+        label=${v%%=*}; envs=${v#*=}
+        for bsz in ${BATCH_SIZES:-1 4 16 64}; do
+            ( IFS=,; for kv in $envs; do [ -n "$kv" ] && export "$kv"; done
+              timeout 120 $B/cuda_probe "$M" batch $bsz 32 >"$OUT/batch_${label}_$bsz.json" 2>>"$OUT/batch.err" )
+            log "batch $label ($envs) $bsz: rc=$? $(tr -d '\n' <"$OUT/batch_${label}_$bsz.json")"
+        done
     done
 fi
 

@@ -224,7 +224,7 @@ void cu_moe_prefill(const uint8_t *gu_blocks, const uint8_t *gu_scales, const fl
  * without launching when it does not cover the shape (tile_rows: k_route's
  * tile height). */
 void cu_moe_gemm_v2_init(void);
-int cu_moe_gemm_variant(void);       /* 1 (cuda_moe_gemm.cu), 2, 3 or 4 */
+int cu_moe_gemm_variant(void);       /* 1 (cuda_moe_gemm.cu), 2 or 4 */
 /* returns the previous one; -1 (nothing changed) for 2 when the device cannot
  * run v2 (shared memory; valid after cu_kernels_init) */
 int cu_moe_gemm_set_variant(int v);
@@ -233,19 +233,10 @@ int cu_moe_gemm_v2(const uint8_t *gu_blocks, const uint8_t *gu_scales, const flo
                    const bf16 *h_hi, const bf16 *h_lo, const float *sel_w, const cu_moe_scratch *sc,
                    int T, int k, int E, int H, int I, float limit, float alpha, int tile_rows,
                    cudaStream_t s);
-/* v3 (cuda_moe_gemm_v3.cu, wgmma; GPTOSS_CUDA_MOE_GEMM=v3): the same
- * contract; cu_moe_gemm_v2 launches it when selected, v3_init runs from
- * v2_init, available = the GPU runs this binary's wgmma code */
-void cu_moe_gemm_v3_init(void);
-int cu_moe_gemm_v3_available(void);
-int cu_moe_gemm_v3(const uint8_t *gu_blocks, const uint8_t *gu_scales, const float *gu_bias,
-                   const uint8_t *dn_blocks, const uint8_t *dn_scales, const float *dn_bias,
-                   const bf16 *h_hi, const bf16 *h_lo, const float *sel_w, const cu_moe_scratch *sc,
-                   int T, int k, int E, int H, int I, float limit, float alpha, int tile_rows,
-                   cudaStream_t s);
 /* v4 (cuda_moe_gemm_v4.cu, wgmma, up to 128 tokens per expert tile and the
  * MMA width fitted to the tile; GPTOSS_CUDA_MOE_GEMM=v4): the same contract
- * but k_route's tile list unused; init after v3's (it needs v3's probe) */
+ * but k_route's tile list unused; v4_init runs from v2_init, available =
+ * the GPU runs this binary's sm_90a code (probe kernel) */
 void cu_moe_gemm_v4_init(void);
 int cu_moe_gemm_v4_available(void);
 int cu_moe_gemm_v4(const uint8_t *gu_blocks, const uint8_t *gu_scales, const float *gu_bias,

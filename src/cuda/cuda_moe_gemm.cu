@@ -262,7 +262,7 @@ void cu_moe_prefill(const uint8_t *gu_blocks, const uint8_t *gu_scales, const fl
     k_route<<<1, 1024, 2 * E * sizeof(int), s>>>(sel_e, P, E, sc->counts, sc->offsets, sc->perm,
                                                   sc->tiles, sc->n_tiles);
     /* ---- GEMM v2 hook (cuda_moe_gemm_v2.cu, GPTOSS_CUDA_MOE_GEMM=v2) */
-    if (cu_moe_gemm_variant() >= 2 && /* v3 (sm_90a) is launched from there too */
+    if (cu_moe_gemm_variant() >= 2 && /* v4 (sm_90a) is launched from there too */
         cu_moe_gemm_v2(gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias, h_hi, h_lo,
                        sel_w, sc, T, k, E, H, I, limit, alpha, BM, s)) {
         k_combine<<<T, 256, 0, s>>>(x, sc->ypair, k, H);

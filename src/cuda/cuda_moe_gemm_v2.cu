@@ -296,7 +296,7 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
 }
 
 /* ------------------------------------------------------------ selection */
-static int g_gemm_variant = 0; /* 1 = v1 (cuda_moe_gemm.cu), 2 = v2, 3 = v3, 4 = v4 (cuda_moe_gemm_v3/v4.cu); 0 = not read yet */
+static int g_gemm_variant = 0; /* 1 = v1 (cuda_moe_gemm.cu), 2 = v2, 4 = v4 (cuda_moe_gemm_v4.cu); 0 = not read yet */
 /* the device gives a block sizeof(v2_smem) (~105 KB: Hopper and A100 do, sm_86/89 not) */
 static bool g_v2_fits = false;
 /* full tiles take the branch-free token loop (GPTOSS_CUDA_GEMM_FULL=0: never) */
@@ -305,8 +305,8 @@ static int g_v2_full = 1;
 int cu_moe_gemm_variant(void) {
     if (!g_gemm_variant) {
         const char *v = getenv("GPTOSS_CUDA_MOE_GEMM");
-        /* v4 where the GPU runs it (cu_moe_gemm_v2 falls back to v3, then v2) */
-        g_gemm_variant = v && !strcmp(v, "v1") ? 1 : v && !strcmp(v, "v2") ? 2 : v && !strcmp(v, "v3") ? 3 : 4;
+        /* v4 where the GPU runs it (cu_moe_gemm_v2 falls back to v2 otherwise) */
+        g_gemm_variant = v && !strcmp(v, "v1") ? 1 : v && !strcmp(v, "v2") ? 2 : 4;
     }
     return g_gemm_variant;
 }
@@ -314,9 +314,8 @@ int cu_moe_gemm_variant(void) {
 int cu_moe_gemm_set_variant(int v) {
     int old = cu_moe_gemm_variant();
     if (v == 2 && !g_v2_fits) return -1; /* would fall back to v1 anyway */
-    if (v == 3 && !cu_moe_gemm_v3_available()) return -1;
     if (v == 4 && !cu_moe_gemm_v4_available()) return -1;
-    g_gemm_variant = v >= 2 && v <= 4 ? v : 1;
+    g_gemm_variant = v == 2 || v == 4 ? v : 1;
     return old;
 }
 
@@ -332,7 +331,6 @@ void cu_moe_gemm_v2_init(void) {
                 cudaFuncSetAttribute(k_moe_gemm_v2<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      (int)sizeof(v2_smem)) == cudaSuccess;
     cudaGetLastError();
-    cu_moe_gemm_v3_init();
     cu_moe_gemm_v4_init();
 }
 
@@ -343,10 +341,6 @@ int cu_moe_gemm_v2(const uint8_t *gu_blocks, const uint8_t *gu_scales, const flo
                    cudaStream_t s) {
     if (g_gemm_variant == 4 && cu_moe_gemm_v4(gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias,
                                               h_hi, h_lo, sel_w, sc, T, k, E, H, I, limit, alpha, s))
-        return 1;
-    if (g_gemm_variant >= 3 && cu_moe_gemm_v3(gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias,
-                                              h_hi, h_lo, sel_w, sc, T, k, E, H, I, limit, alpha,
-                                              tile_rows, s))
         return 1;
     if (!g_v2_fits || tile_rows != V2_BT || H % 32 || I % 32) return 0;
     int mt = cu_moe_max_tiles(T, k, E);

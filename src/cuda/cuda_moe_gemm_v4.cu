@@ -1,22 +1,48 @@
 /* cuda_moe_gemm_v4.cu - the grouped MXFP4 expert GEMM of prefill on wgmma
  * (sm_90a), one token tile per expert. Same inputs, outputs and epilogues as
- * v2 / v3 (cuda_moe_gemm_v2.cu, cuda_moe_gemm_v3.cu).
+ * v2 (cuda_moe_gemm_v2.cu), which GPUs without sm_90a keep.
  *
- * Why: v3 gives every 64-token tile of an expert its own blocks, so an expert
- * with 70 tokens has its weights read and dequantised twice and its second
- * tile's MMAs run 58 empty token columns. The run H timing experiments put
- * ~13 ms of a 512-token 20b prefill in loads + dequantisation and ~9 ms in
- * MMAs, added rather than overlapped. v4 takes up to 128 tokens per tile
- * (so at ~64 tokens per expert each weight is dequantised once) and sizes the
- * MMA to the tile: wgmma m64nNk16 with N the tile's token count rounded up to
- * 16 (one instantiation of the main loop per N, picked per block).
+ * Why: v2 issues mma.sync m16n8k16 from every warp, each fed by a shared load
+ * of the token operand (run F: 7 instructions per MMA, 37 % tensor-pipe
+ * activity); wgmma reads the token operand (B) straight from shared memory and
+ * the warps only dequantise the weights (A, registers). The first wgmma
+ * version (v3, removed in the seventh session) gave every 64-token tile of an
+ * expert its own blocks, so an expert with 70 tokens had its weights read and
+ * dequantised twice and its second tile's MMAs ran 58 empty token columns; its
+ * timing experiments put ~13 ms of a 512-token 20b prefill in loads +
+ * dequantisation and ~9 ms in MMAs. v4 takes up to 128 tokens per tile (at
+ * ~64 tokens per expert each weight is dequantised once) and sizes the MMA to
+ * the tile: wgmma m64nNk16 with N the tile's token count rounded up to 16 (one
+ * instantiation of the main loop per N, picked per block). Same call, H200:
+ * 20b prompt 512 22.8k tok/s against v3's 18.6k, 120b 9.3k against 7.5k.
  *
  * Block: 256 weight rows x up to 128 tokens, 4 warpgroups of one m64 tile
  * each; 512 threads, one block per SM (the token tiles of 4 stages fill
  * shared memory). Tiles: block y is the y-th (expert, 128-row piece) in
  * expert order, found from k_route's offsets (its 64-row tile list is not
- * used). Fragments, token-tile swizzle and the pipeline are v3's (see there);
- * the accumulators of token group j (8 tokens) are d[4j .. 4j+3] for any N. */
+ * used). Per 32-element MXFP4 block: two k16 steps, each one wgmma on the
+ * bf16 "hi" token rows and one on the "lo" rows into the same accumulators
+ * (hi + lo: fp32-like activations).
+ *
+ * Fragments (PTX ISA, "Register Fragments" of wgmma .m64nNk16): warp q of the
+ * warpgroup holds rows 16q..16q+15 of the m64 tile exactly as mma.m16n8k16's
+ * A: lane 4g + t has (row g, k 2t..2t+1), (row g+8, same k), (row g, k
+ * 2t+8..), (row g+8, k 2t+8..). For k16 step c of a block that is code bytes
+ * 8c + t and 8c + t + 4 of the row's 16-byte block, so a lane gathers bytes
+ * t, t+4, t+8, t+12 (three byte permutes of one 16-byte shared load) and
+ * dequantises them exactly as v2 (mx_dequant_word). The accumulators of token
+ * group j (8 tokens) are d[4j .. 4j+3] = (row g, token 8j+2t, +1), (row g+8,
+ * same tokens), for any N.
+ *
+ * Token tiles in shared memory: up to 128 rows x 128 bytes per stage and
+ * part, the 128-byte swizzle of wgmma's K-major layout (16-byte chunk c of
+ * row r at chunk c ^ (r % 8), 1024-byte aligned atoms of 8 rows); k16 step s
+ * of the stage starts 32 s bytes into the rows.
+ *
+ * Pipeline: 4 stages, loads issued 2 stages ahead; one wgmma commit group per
+ * MXFP4 block, and a warp waits for it before it overwrites the A registers
+ * with the next block's weights, so the slot refilled at stage kt (last read
+ * at kt - 2) is free once every warp passed the stage's barrier. */
 #include "cuda_mxfp4_mma.cuh"
 #include "cuda_wgmma.cuh"
 #include "cuda_internal.h"
@@ -304,17 +330,33 @@ __global__ void __launch_bounds__(V4_THREADS, 1) k_moe_gemm_v4(
 #endif
 }
 
+/* 1 when this binary's code for the running GPU has the wgmma body */
+__global__ void k_moe_gemm_v4_probe(int *out) {
+#ifdef CU_WGMMA
+    *out = 1;
+#else
+    *out = 0;
+#endif
+}
+
 static bool g_v4_ok = false;
 void cu_moe_gemm_v4_init(void) {
     int sms, smem_optin;
     cu_device_limits(&sms, &smem_optin);
     int need = (int)sizeof(v4_smem) + 1024;
-    /* the same sm_90a code as v3, whose probe ran first */
-    g_v4_ok = cu_moe_gemm_v3_available() && smem_optin >= need &&
+    g_v4_ok = false;
+    int *d = NULL, h = 0;
+    if (smem_optin < need || cudaMalloc(&d, sizeof(int)) != cudaSuccess) {
+        cudaGetLastError();
+        return;
+    }
+    k_moe_gemm_v4_probe<<<1, 1>>>(d);
+    g_v4_ok = cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess && h == 1 &&
               cudaFuncSetAttribute(k_moe_gemm_v4<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, need) ==
                   cudaSuccess &&
               cudaFuncSetAttribute(k_moe_gemm_v4<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, need) ==
                   cudaSuccess;
+    cudaFree(d);
     cudaGetLastError();
 }
 

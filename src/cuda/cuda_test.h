@@ -63,8 +63,9 @@ int cuda_test_moe_decode_variant(int version);
 void cuda_test_moe_v7_shapes(const char *gate_up, const char *down);
 
 /* Selects the grouped (prefill) GEMM used by cuda_test_moe with grouped = 1:
- * 1 = cuda_moe_gemm.cu, 2 = cuda_moe_gemm_v2.cu (GPTOSS_CUDA_MOE_GEMM); returns
- * the previous one, or -1 (nothing changed) when this device cannot run v2. */
+ * 1 = cuda_moe_gemm.cu, 2 = cuda_moe_gemm_v2.cu, 4 = cuda_moe_gemm_v4.cu
+ * (GPTOSS_CUDA_MOE_GEMM); returns the previous one, or -1 (nothing changed)
+ * when this device cannot run the one asked for. */
 int cuda_test_moe_gemm_variant(int version);
 
 /* Device sampling reduction (cuda_sample.cu) of R rows logits [R, V] (host),

@@ -1,5 +1,5 @@
 /* cuda_wgmma.cuh - Hopper warpgroup MMA (wgmma, sm_90a only) helpers shared by
- * the prefill expert GEMMs v3 and v4: the shared-memory descriptor of a
+ * the prefill expert GEMM v4: the shared-memory descriptor of a
  * 128-byte-swizzled K-major operand, fence / commit / wait, and
  * wg_mma<N>: d (64 x N fp32, N / 2 per thread) += A (bf16, registers,
  * mma.m16n8k16's A layout per warp) x B (bf16, N rows x 16 K, descriptor).
