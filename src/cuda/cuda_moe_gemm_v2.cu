@@ -251,14 +251,9 @@ __global__ void __launch_bounds__(V2_THREADS, 2) k_moe_gemm_v2(
 #pragma unroll
                     for (int j = 0; j < 8; j++) {
                         if (j >= jn) break;
-                        float v0 = acc[mi][j][2 * h], v1 = acc[mi][j][2 * h + 1];
-                        float other = __shfl_xor_sync(0xffffffffu, odd ? v0 : v1, 4);
-                        float gate = odd ? other : v0, up = odd ? v1 : other;
-                        float a = swiglu(gate + bg, up + bu, limit, alpha);
-                        bf16 hi = __float2bfloat16_rn(a);
                         int o = (8 * j + 2 * t + odd) * V2_OLD + col;
-                        sm.out.hi[o] = hi;
-                        sm.out.lo[o] = __float2bfloat16_rn(a - __bfloat162float(hi));
+                        mx_swiglu_pair(acc[mi][j][2 * h], acc[mi][j][2 * h + 1], odd, bg, bu, limit, alpha,
+                                       &sm.out.hi[o], &sm.out.lo[o]);
                     }
                 }
         }

@@ -219,14 +219,9 @@ static __device__ __forceinline__ void v4_body(v4_smem &sm, const v4_job &j, int
                 int col = rl >> 1;
 #pragma unroll
                 for (int jj = 0; jj < NT / 8; jj++) {
-                    float v0 = acc[4 * jj + 2 * h], v1 = acc[4 * jj + 2 * h + 1];
-                    float other = __shfl_xor_sync(0xffffffffu, odd ? v0 : v1, 4);
-                    float gate = odd ? other : v0, up = odd ? v1 : other;
-                    float a = swiglu(gate + bg, up + bu, j.limit, j.alpha);
-                    bf16 hi = __float2bfloat16_rn(a);
                     int o = (8 * jj + 2 * t + odd) * V4_OLD + col;
-                    sm.out.hi[o] = hi;
-                    sm.out.lo[o] = __float2bfloat16_rn(a - __bfloat162float(hi));
+                    mx_swiglu_pair(acc[4 * jj + 2 * h], acc[4 * jj + 2 * h + 1], odd, bg, bu, j.limit, j.alpha,
+                                   &sm.out.hi[o], &sm.out.lo[o]);
                 }
             }
         }

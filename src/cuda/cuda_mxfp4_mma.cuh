@@ -79,6 +79,21 @@ static __device__ __forceinline__ void mx_dequant_word(uint32_t w, uint32_t s2, 
     }
 }
 
+/* gate_up epilogue of the grouped GEMMs v2 and v4: lanes g and g ^ 1 (4
+ * apart) hold the gate and the up row of one output column for the same two
+ * tokens (v0, v1); the even lane takes the first token, the odd lane the
+ * second (one shuffle each). Stores the clamped SwiGLU of its token, with
+ * the rows' biases bg / bu, as bf16 hi + lo. */
+static __device__ __forceinline__ void mx_swiglu_pair(float v0, float v1, int odd, float bg, float bu,
+                                                      float limit, float alpha, bf16 *hi, bf16 *lo) {
+    float other = __shfl_xor_sync(0xffffffffu, odd ? v0 : v1, 4);
+    float gate = odd ? other : v0, up = odd ? v1 : other;
+    float a = swiglu(gate + bg, up + bu, limit, alpha);
+    bf16 h = __float2bfloat16_rn(a);
+    *hi = h;
+    *lo = __float2bfloat16_rn(a - __bfloat162float(h));
+}
+
 /* d += A B, m16n8k16, bf16 in, fp32 accumulate. a0/a1: rows g / g+8 at k
  * 2t, 2t+1; a2/a3: the same rows at k 2t+8, 2t+9; b0: k 2t, 2t+1, b1: k
  * 2t+8, 2t+9 of column g (PTX ISA, "Matrix Fragments for mma.m16n8k16 with
