@@ -242,7 +242,7 @@ fi
 # --- SASS opcode histograms of the decode kernels (cuobjdump exists there)
 if has sass; then
     CUOBJ=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null | head -1)
-    for f in cuda_moe_decode_v7 cuda_moe_decode_v4 cuda_moe_gemm_v2 cuda_attn_prefill cuda_kernels cuda_decode; do
+    for f in cuda_moe_decode_v7 cuda_moe_decode_v4 cuda_moe_gemm_v2 cuda_moe_gemm_v4 cuda_attn_prefill cuda_kernels cuda_decode; do
         [ -n "$CUOBJ" ] && [ -f $B/src/cuda/$f.o ] && "$CUOBJ" -sass $B/src/cuda/$f.o >"$OUT/sass_$f.txt" 2>/dev/null
     done
     log "sass dumped"
