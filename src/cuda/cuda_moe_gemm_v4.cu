@@ -47,6 +47,7 @@
 #include "cuda_wgmma.cuh"
 #include "cuda_internal.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define V4_BT 128 /* tokens per tile, at most */
@@ -77,7 +78,8 @@ struct v4_smem {
     int tile_e, tile_m;
 };
 static_assert(sizeof(v4_stage) % 1024 == 0, "stages must keep the 1024-byte alignment");
-#define V4_LO_OFF 16384u /* offsetof(v4_stage, alo) */
+#define V4_LO_OFF 16384u /* offsetof(v4_stage, alo): the lo tile's descriptor offset */
+static_assert(offsetof(v4_stage, alo) == V4_LO_OFF, "V4_LO_OFF must match the stage layout");
 
 /* The kernel's arguments and the block's tile, for the per-width bodies. */
 struct v4_job {
