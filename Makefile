@@ -36,6 +36,9 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(SRV_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TOOLS   := $(BUILD)/gen_checkpoint
+ifeq ($(CUDA),1)
+TOOLS   += $(BUILD)/gpu_stream_bench
+endif
 
 all: $(BUILD)/gptoss $(TOOLS)
 
@@ -49,6 +52,10 @@ $(BUILD)/gptoss: $(CLI_OBJ) $(BUILD)/libgptoss.a
 $(BUILD)/gen_checkpoint: tools/gen_checkpoint.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -lm
+
+$(BUILD)/gpu_stream_bench: tools/gpu_stream_bench.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 $(CUDA_ARCHS) -Xcompiler -Wall,-Wextra,-Werror -o $@ $<
 
 # Objects are rebuilt when the compiler flags change (CUDA on/off, sanitizers).
 FLAGS_STAMP := $(BUILD)/flags.stamp

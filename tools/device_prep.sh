@@ -17,6 +17,7 @@ for f in src/*.c src/cpu/*.c src/server/*.c; do
 done
 make -j2 BUILD=$B CUDA=1 CUDA_ARCHS="$ARCH" $B/libgptoss.a $B/gen_checkpoint $B/tests/test_cuda_parity
 make -j2 BUILD=$B CUDA=1 CUDA_ARCHS="$ARCH" $B/gptoss || echo "device_prep: gptoss CLI did not build (bench falls back to cuda_probe)"
+make BUILD=$B CUDA=1 CUDA_ARCHS="$ARCH" $B/gpu_stream_bench
 CUDA_HOME=$(dirname "$(dirname "$(command -v nvcc)")")
 cc -O2 -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -Isrc -I"$CUDA_HOME/include" \
    -o $B/cuda_probe src/cuda/cuda_probe.c $B/libgptoss.a \

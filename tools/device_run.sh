@@ -12,7 +12,8 @@
 # (ncu stall reasons of STALL_KERNELS in `bench STALL_ARGS`, default -p 16 -n 24), mem, tf (transformers in the same run,
 # tools/transformers_compare.py), batch (1..64 sessions decoding together), sass,
 # src (ncu per-SASS-line warp samples of SRC_KERNELS in `bench SRC_ARGS`),
-# b120 (120b: generate + bench).
+# b120 (120b: generate + bench), stream (tools/gpu_stream_bench.cu: the time of a
+# kernel that only reads S bytes, the floor under each decode kernel).
 # VARIANTS: space-separated label=ENV1=a,ENV2=b items for the bench stage
 # (default below); BENCH_ARGS=--sample in a variant adds bench arguments;
 # B120_VARIANTS the same for the 120b, BATCH_VARIANTS for the batch stage (sizes
@@ -227,6 +228,11 @@ if has batch && [ "$(rc_of gen)" = 0 ]; then
 fi
 
 # --- 120b: generate into /dev/shm (after dropping the 20b) and bench
+if has stream; then
+    timeout 120 $B/gpu_stream_bench >"$OUT/stream.txt" 2>&1
+    log "stream: rc=$?"
+    cat "$OUT/stream.txt" >>"$SUM"
+fi
 if has b120; then
     rm -rf "$M"
     M120=/dev/shm/m120; t0=$SECONDS
