@@ -53,9 +53,9 @@ $(BUILD)/gen_checkpoint: tools/gen_checkpoint.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -lm
 
-$(BUILD)/gpu_stream_bench: tools/gpu_stream_bench.cu
+$(BUILD)/gpu_stream_bench: tools/gpu_stream_bench.cu src/cuda/cuda_matvec.cuh src/cuda/cuda_internal.h
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 $(CUDA_ARCHS) -Xcompiler -Wall,-Wextra,-Werror -o $@ $<
+	$(NVCC) -O3 -std=c++17 $(CUDA_ARCHS) -Isrc -Xcompiler -Wall,-Wextra,-Werror -o $@ $<
 
 # Objects are rebuilt when the compiler flags change (CUDA on/off, sanitizers).
 FLAGS_STAMP := $(BUILD)/flags.stamp
