@@ -391,7 +391,7 @@ static void test_moe_decode(void **state) {
     need_gpu();
     int cur = cuda_test_moe_decode_variant(4); /* the version in use (environment) */
     cuda_test_moe_decode_variant(cur);
-    moe_tc = cur == 9;
+    moe_tc = cur == 9 || cur == 11;
     moe_i8 = cur == 6 || cur == 7;
     check_moe(1, 32, 4, 2880, 2880, 0);
     check_moe(3, 8, 2, 96, 160, 0);
@@ -427,7 +427,7 @@ static void test_moe_decode_versions(void **state) {
     (void)state;
     need_gpu();
     int prev = cuda_test_moe_decode_variant(4);
-    static const char *const labels[] = { "", " v1", "", "", " v4", "", " v6", " v7", " v7f", " v9" };
+    static const char *const labels[] = { "", " v1", "", "", " v4", "", " v6", " v7", " v7f", " v9", "", " v11" };
     static const int versions[] = { 1, 4, 6, 7, 8 };
     for (int vi = 0; vi < 5; vi++) {
         int v = versions[vi];
@@ -472,6 +472,25 @@ static void test_moe_decode_v9(void **state) {
     moe_tc = 1;
     moe_i8 = 0;
     check_moe_decode_cases();
+    moe_label = "";
+    moe_tc = 0;
+    cuda_test_moe_decode_variant(prev);
+}
+
+/* v11 (int8 tensor cores, x as three int8 limbs: exact to 2^-21 of each
+ * 128-element max) on the same cases (K = 3072..3136 exceed its 23 warps and
+ * fall back to v7f / v4), plus gate_up and down each alone at K = 2880 (the
+ * compile-time-offset instantiation) against an awkward K on the other side. */
+static void test_moe_decode_v11(void **state) {
+    (void)state;
+    need_gpu();
+    int prev = cuda_test_moe_decode_variant(11);
+    moe_label = " v11";
+    moe_tc = 1;
+    moe_i8 = 0;
+    check_moe_decode_cases();
+    check_moe(2, 8, 4, 544, 2880, 0);
+    check_moe(1, 8, 2, 2880, 160, 2);
     moe_label = "";
     moe_tc = 0;
     cuda_test_moe_decode_variant(prev);
@@ -883,6 +902,7 @@ int main(void) {
         cmocka_unit_test(test_forward_vs_cpu),
         cmocka_unit_test(test_moe_decode_v7_shapes),
         cmocka_unit_test(test_moe_decode_v9),
+        cmocka_unit_test(test_moe_decode_v11),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -52,7 +52,7 @@ rc_of() { cat "$OUT/$1.rc" 2>/dev/null || echo "?"; }
 
 # --- the 20b checkpoint (CPU) in parallel with the parity runs (GPU)
 pids=
-if [ ! -f "$M/config.json" ] && { has bench || has prof || has stall || has mem || has tf || has batch; }; then
+if [ ! -f "$M/config.json" ] && { has bench || has prof || has stall || has src || has mem || has tf || has batch; }; then
     (t0=$SECONDS; timeout 300 $B/gen_checkpoint --preset 20b --out "$M" --seed 1 >"$OUT/gen.log" 2>&1
      echo $? >"$OUT/gen.rc"; echo "gen 20b $((SECONDS - t0)) s" >>"$OUT/gen.log") &
     pids="$pids $!"

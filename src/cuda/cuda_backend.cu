@@ -324,6 +324,8 @@ static gptoss_status cuda_create(const model_weights *w, const backend_params *p
             b->sel_e = (int *)take(&a, (size_t)T * K * 4);
             b->sel_w = (float *)take(&a, (size_t)T * K * 4);
             b->act_dec = (float *)take(&a, (size_t)CU_DECODE_MAX_T * K * I * 4);
+            b->moe_y = (float *)take(&a, (size_t)CU_DECODE_MAX_T * K * H * 4);
+            b->moe_cnt = (unsigned *)take(&a, (size_t)CU_DECODE_MAX_T * CU_V11_MAX_RANGES * 4);
             b->part = (float *)take(&a, (size_t)PART_FLOATS * 4);
             b->moe.counts = (int *)take(&a, (size_t)E * 4);
             b->moe.offsets = (int *)take(&a, (size_t)(E + 1) * 4);
@@ -342,6 +344,8 @@ static gptoss_status cuda_create(const model_weights *w, const backend_params *p
                 a.off = 0;
             }
         }
+        if ((e = cudaMemset(b->moe_cnt, 0, (size_t)CU_DECODE_MAX_T * CU_V11_MAX_RANGES * 4))) {
+            st = cu_fail(e, "MoE counters"); goto fail; }
         if ((e = cudaMallocHost((void **)&b->params_h, (size_t)4 * T * 4))) { st = cu_fail(e, "pinned params"); goto fail; }
         if ((e = cudaMallocHost((void **)&b->logits_h, (size_t)PIN_LOGIT_ROWS * c->vocab_size * 4))) {
             st = cu_fail(e, "pinned logits"); goto fail; }

@@ -55,6 +55,8 @@ struct backend {
     float conc;
     /* activations, sized for CU_PASS_MAX_T tokens */
     float *x, *hf, *qkv, *attn, *rlog, *sel_w, *act_dec, *part, *logits_d;
+    float *moe_y;        /* [CU_DECODE_MAX_T * K * H] v11 down's per-expert rows */
+    unsigned *moe_cnt;   /* [CU_DECODE_MAX_T * CU_V11_MAX_RANGES] its counters (zeroed once) */
     bf16 *hb, *hb_lo, *attn_b, *attn_lo; /* bf16 hi + lo parts of GEMM inputs */
     int *sel_e, *params_d;
     size_t part_floats;

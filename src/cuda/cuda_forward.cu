@@ -125,10 +125,10 @@ static cublasStatus_t enqueue_body(backend *b, int T, int keys_full, int lm_rows
                                       c->swiglu_alpha, s);
             if (tx == TX_EMPTY) k_time_empty<<<132, 768, 0, s>>>();
             cu_moe_down_decode(L->dn_blocks, L->dn_scales, L->dn_bias, b->act_dec, b->sel_e,
-                               b->sel_w, b->x, T, K, H, I, s);
+                               b->sel_w, b->x, b->moe_y, b->moe_cnt, T, K, H, I, s);
             if (tx == TX_DN || tx == TX_DNH)
                 cu_moe_down_decode(L2->dn_blocks, L2->dn_scales, L2->dn_bias, b->act_dec, b->sel_e,
-                                   b->sel_w, b->hf, T, K, tx == TX_DNH ? H / 2 : H, I, s);
+                                   b->sel_w, b->hf, b->moe_y, b->moe_cnt, T, K, tx == TX_DNH ? H / 2 : H, I, s);
         } else {
             if (!bs) bs = gemm_split(b, L->o_w, H, Q, b->attn_b, b->attn_lo, T, b->x, H, 1.0f);
             cu_rmsnorm(b->x, L->o_b, L->mlp_norm, b->hf, b->hb, b->hb_lo, NULL, T, H, c->rms_eps, s);

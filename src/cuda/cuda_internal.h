@@ -157,10 +157,15 @@ void cu_moe_gate_up_decode(const uint8_t *blocks, const uint8_t *scales, const f
                            const float *h, const float *norm_w, float eps, const float *logits,
                            int E, int *sel_e, float *sel_w, float *act, int T, int k, int H,
                            int I, float limit, float alpha, cudaStream_t s);
-/* x[t][r] += sum_j sel_w[t][j] * (W_d,e act[t][j] + b_d,e)[r]. */
+/* x[t][r] += sum_j sel_w[t][j] * (W_d,e act[t][j] + b_d,e)[r]. y / cnt: v11's
+ * scratch (below; NULL: v11 falls back to v7f). */
 void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                        const float *act, const int *sel_e, const float *sel_w, float *x, int T,
-                        int k, int H, int I, cudaStream_t s);
+                        const float *act, const int *sel_e, const float *sel_w, float *x, float *y,
+                        unsigned *cnt, int T, int k, int H, int I, cudaStream_t s);
+/* v11 down's scratch: y [CU_DECODE_MAX_T * k * H] floats (each expert's rows)
+ * and cnt [CU_DECODE_MAX_T * CU_V11_MAX_RANGES] counters, zeroed once (the
+ * kernel resets the ones it uses). */
+#define CU_V11_MAX_RANGES 256
 
 /* Versions 4 and 6 of the two decode MoE kernels (cuda_moe_decode_v4.cu;
  * v6 is v4 with i8 = 1: int8 hi + lo inputs, dp4a), chosen by
@@ -198,7 +203,18 @@ int cu_moe_gate_up_decode_v9(const uint8_t *blocks, const uint8_t *scales, const
 int cu_moe_down_decode_v9(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                           const float *act, const int *sel_e, const float *sel_w, float *x, int T,
                           int k, int H, int I, cudaStream_t s);
-/* 1, 4, 6, 7, 8 (= v7f) or 9: the decode MoE kernel version used from now on (overrides the
+/* v11 (cuda_moe_decode_v11.cu): int8 tensor cores, codes as P/Q bytes of the
+ * MMA's A by PRMT, x as three exact int8 limbs in B columns (block, limb)
+ * (GPTOSS_CUDA_MOE_DECODE=v11). */
+void cu_moe_decode_v11_init(void);
+int cu_moe_gate_up_decode_v11(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                              const float *h, const float *norm_w, const float *logits, int E,
+                              int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
+                              float limit, float alpha, cudaStream_t s);
+int cu_moe_down_decode_v11(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                           const float *act, const int *sel_e, const float *sel_w, float *x, float *y,
+                           unsigned *cnt, int T, int k, int H, int I, cudaStream_t s);
+/* 1, 4, 6, 7, 8 (= v7f), 9 or 11: the decode MoE kernel version used from now on (overrides the
  * environment); returns the previous one. */
 int cu_moe_decode_set_variant(int v);
 

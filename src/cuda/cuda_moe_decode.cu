@@ -57,31 +57,35 @@ __device__ __forceinline__ void read_block_x(const float4 *xs, int NB, int b, fl
 #define PRE 3 /* blocks per lane whose loads are issued together (rows up to 3072 wide) */
 
 static int g_blocks_per_wave = 264; /* 2 blocks of 256 threads per SM; set at init */
-/* decode kernel version (GPTOSS_CUDA_MOE_DECODE=v1|v4|v6|v7|v7f|v9, read at
+/* decode kernel version (GPTOSS_CUDA_MOE_DECODE=v1|v4|v6|v7|v7f|v9|v11, read at
  * the first init; cu_moe_decode_set_variant overrides); 0 = not decided yet.
- * 8 = v7f (cuda_moe_decode_v7.cu, fp32 inputs, weights streamed into
- * registers) is the default: 471-472 tok/s on the 20b against 478-481 for v7
- * (int8 hi + lo inputs: faster, ~30x larger error), 441-445 for v4 (cp.async
- * stages), 430-434 for v6 (v4 with the int8 dot) and 397 for v1 (this
- * file). Versions 2, 3 and 5 (395, 421-423 and 408-412 tok/s; v5 the first
- * tensor-core one) were removed; docs/CUDA_NOTES.md has their story. 9 = v9
- * (cuda_moe_decode_v9.cu, tensor cores, opt-in: 427 tok/s against 484 for
- * v7f in the same run, gate_up 25.2 us and down 26.0 us) falls back to v7f when it
- * does not cover the shape (v7f itself falls back to v4, then v1). */
+ * 11 = v11 (cuda_moe_decode_v11.cu, int8 tensor cores, x as exact int8
+ * limbs) is the default since the ninth session (docs/BENCHMARKS.md run K:
+ * 579 tok/s on the 20b against 521 for v7f in the same call); it falls back
+ * to v7f for shapes it does not cover (K > 2944, rows not in 16-row tiles,
+ * no down scratch). 8 = v7f (cuda_moe_decode_v7.cu, fp32 inputs through a
+ * code table, weights streamed into registers): 471-472 tok/s on the 20b
+ * against 478-481 for v7 (int8 hi + lo inputs, ~30x larger error), 441-445
+ * for v4 (cp.async stages), 430-434 for v6 (v4 with the int8 dot) and 397
+ * for v1 (this file). Versions 2, 3 and 5 were removed; docs/CUDA_NOTES.md
+ * has their story. 9 = v9 (cuda_moe_decode_v9.cu, bf16 tensor cores,
+ * opt-in: 427 tok/s against 484 for v7f in run F). v7f itself falls back to
+ * v4, then v1. */
 static int g_moe_variant = 0;
 
 static void resolve_variant(void) {
     if (!g_moe_variant) {
         const char *v = getenv("GPTOSS_CUDA_MOE_DECODE");
-        g_moe_variant = !v ? 8 : !strcmp(v, "v1") ? 1 : !strcmp(v, "v4") ? 4
-                      : !strcmp(v, "v6") ? 6 : !strcmp(v, "v7") ? 7 : !strcmp(v, "v9") ? 9 : 8;
+        g_moe_variant = !v ? 11 : !strcmp(v, "v1") ? 1 : !strcmp(v, "v4") ? 4
+                      : !strcmp(v, "v6") ? 6 : !strcmp(v, "v7") ? 7 : !strcmp(v, "v9") ? 9
+                      : !strcmp(v, "v7f") ? 8 : 11;
     }
 }
 
 int cu_moe_decode_set_variant(int v) {
     resolve_variant();
     int old = g_moe_variant;
-    g_moe_variant = v == 1 || v == 4 || v == 6 || v == 7 || v == 9 ? v : 8;
+    g_moe_variant = v == 1 || v == 4 || v == 6 || v == 7 || v == 9 || v == 11 ? v : 8;
     return old;
 }
 
@@ -235,6 +239,10 @@ void cu_moe_gate_up_decode(const uint8_t *blocks, const uint8_t *scales, const f
                            const float *h, const float *norm_w, float eps, const float *logits,
                            int E, int *sel_e, float *sel_w, float *act, int T, int k, int H,
                            int I, float limit, float alpha, cudaStream_t s) {
+    if (g_moe_variant == 11 && cu_moe_gate_up_decode_v11(blocks, scales, bias, h, norm_w, logits, E,
+                                                         sel_e, sel_w, act, T, k, H, I, limit,
+                                                         alpha, s))
+        return;
     if (g_moe_variant == 9 && cu_moe_gate_up_decode_v9(blocks, scales, bias, h, norm_w, logits, E,
                                                        sel_e, sel_w, act, T, k, H, I, limit,
                                                        alpha, s))
@@ -346,6 +354,7 @@ void cu_moe_decode_init(void) {
     cu_moe_decode_v4_init();
     cu_moe_decode_v7_init();
     cu_moe_decode_v9_init();
+    cu_moe_decode_v11_init();
     cudaFuncSetAttribute(k_moe_down, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
     int sms, optin;
     cu_device_limits(&sms, &optin);
@@ -354,8 +363,11 @@ void cu_moe_decode_init(void) {
 }
 
 void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                        const float *act, const int *sel_e, const float *sel_w, float *x, int T,
-                        int k, int H, int I, cudaStream_t s) {
+                        const float *act, const int *sel_e, const float *sel_w, float *x, float *y,
+                        unsigned *cnt, int T, int k, int H, int I, cudaStream_t s) {
+    if (g_moe_variant == 11 &&
+        cu_moe_down_decode_v11(blocks, scales, bias, act, sel_e, sel_w, x, y, cnt, T, k, H, I, s))
+        return;
     if (g_moe_variant == 9 &&
         cu_moe_down_decode_v9(blocks, scales, bias, act, sel_e, sel_w, x, T, k, H, I, s))
         return;

@@ -184,7 +184,10 @@ extern "C" int cuda_test_moe(const uint8_t *gu_blocks, const uint8_t *gu_scales,
         if (dp.failed) return finish(dp, "moe");
         cu_moe_gate_up_decode(gb, gs, gbias, dh, NULL, 0.0f, grouped == 2 ? dl : NULL, E, sel_e, sel_w,
                               act, T, k, H, I, limit, alpha, 0);
-        cu_moe_down_decode(db, ds, dbias, act, sel_e, sel_w, dx, T, k, H, I, 0);
+        float *y = dp.alloc<float>((size_t)CU_DECODE_MAX_T * k * H);
+        unsigned *cnt = dp.alloc<unsigned>((size_t)CU_DECODE_MAX_T * CU_V11_MAX_RANGES);
+        if (dp.failed) return finish(dp, "moe");
+        cu_moe_down_decode(db, ds, dbias, act, sel_e, sel_w, dx, y, cnt, T, k, H, I, 0);
     } else {
         cu_moe_scratch sc;
         int mt = cu_moe_max_tiles(T, k, E);
