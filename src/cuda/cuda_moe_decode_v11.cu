@@ -311,6 +311,27 @@ static __device__ __forceinline__ float v11_row_sum(const float *part, int it, i
     return (a0 + a1) + (a2 + a3);
 }
 
+/* The part both kernels share, after the expert e is known: rows [r0, r0 +
+ * 16 nt) of the matrix at bl / sl, whose biases brow[0..16 nt) go to bpre,
+ * the input slice x4 (v11_x4) -> part (v11_walk). The first weights are in
+ * flight while the limbs are built. Ends with __syncthreads(). */
+static __device__ __forceinline__ void v11_body(const uint8_t *bl, const uint8_t *sl, int r0, int nt,
+                                                const float *brow, float4 x4, unsigned char *limbs, float *part,
+                                                float *bpre, int NB, int NSB) {
+    V11Ptr P = v11_seek(bl, sl, r0, NB);
+    V11Buf buf[V11_DEPTH];
+#pragma unroll
+    for (int i = 0; i < V11_DEPTH - 1; i++)
+        if (i < nt) v11_load(buf[i], P, NB);
+    for (int r = threadIdx.x; r < nt * 16; r += blockDim.x) bpre[r] = brow[r];
+    float f = v11_limbs(limbs, x4, NB);
+    V11B B;
+    v11_load_b(B, limbs, NB);
+    v11_walk(buf, P, NB, nt, B, f, part, NSB);
+    pdl_trigger_end();
+    __syncthreads();
+}
+
 /* grid (bx, T*k), NSB warps; block bx: tiles [bx*TPB, +TPB) of the 2I
  * interleaved gate/up rows of one token/expert pair. Shared memory: limbs
  * [NB][192], part [TPB][NSB][16], biases [16 TPB]. */
@@ -331,19 +352,8 @@ __global__ void __launch_bounds__(736, 1) k_moe_gate_up_v11(
     pdl_wait(); /* router logits / selection and h come from the predecessor */
     float4 x4 = v11_x4(h + (size_t)tok * H, NB); /* in flight while the expert is picked */
     int e = v11_pair_expert(logits, E, k, tok, jsel, sel_e, sel_w);
-    V11Ptr P = v11_seek(blocks + (size_t)e * N * NB * 16, scales + (size_t)e * N * NB, tile0 * 16, NB);
-    V11Buf buf[V11_DEPTH];
-#pragma unroll
-    for (int i = 0; i < V11_DEPTH - 1; i++)
-        if (i < nt) v11_load(buf[i], P, NB);
-    const float *be = bias + (size_t)e * N + tile0 * 16;
-    for (int r = threadIdx.x; r < nt * 16; r += blockDim.x) bpre[r] = be[r];
-    float f = v11_limbs(limbs, x4, NB);
-    V11B B;
-    v11_load_b(B, limbs, NB);
-    v11_walk(buf, P, NB, nt, B, f, part, NSB);
-    pdl_trigger_end();
-    __syncthreads();
+    v11_body(blocks + (size_t)e * N * NB * 16, scales + (size_t)e * N * NB, tile0 * 16, nt,
+             bias + (size_t)e * N + tile0 * 16, x4, limbs, part, bpre, NB, NSB);
     /* row r of the block: its NSB partials in super-block order; gate rows
      * are even, up rows odd (lanes 2i, 2i + 1 of a warp) */
     float *out = act + (size_t)pair_idx * I + tile0 * 8;
@@ -382,22 +392,10 @@ __global__ void __launch_bounds__(736, 1) k_moe_down_v11(
     pdl_wait();
     float4 x4 = v11_x4(act + (size_t)pair_idx * I, NB);
     int e = __ldg(sel_e + pair_idx);
-    V11Ptr P = v11_seek(blocks + (size_t)e * H * NB * 16, scales + (size_t)e * H * NB, r0, NB);
-    V11Buf buf[V11_DEPTH];
-#pragma unroll
-    for (int i = 0; i < V11_DEPTH - 1; i++)
-        if (i < nt) v11_load(buf[i], P, NB);
-    for (int r = threadIdx.x; r < nr; r += blockDim.x) bpre[r] = bias[(size_t)e * H + r0 + r];
-    float f = v11_limbs(limbs, x4, NB);
-    V11B B;
-    v11_load_b(B, limbs, NB);
-    v11_walk(buf, P, NB, nt, B, f, part, NSB);
-    pdl_trigger_end();
-    __syncthreads();
+    v11_body(blocks + (size_t)e * H * NB * 16, scales + (size_t)e * H * NB, r0, nt, bias + (size_t)e * H + r0,
+             x4, limbs, part, bpre, NB, NSB);
     float *yp = y + (size_t)pair_idx * H + r0;
-    for (int r = threadIdx.x; r < nr; r += blockDim.x) {
-        yp[r] = v11_row_sum(part, r >> 4, r & 15, NSB) + bpre[r];
-    }
+    for (int r = threadIdx.x; r < nr; r += blockDim.x) yp[r] = v11_row_sum(part, r >> 4, r & 15, NSB) + bpre[r];
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) *s_last = atomicAdd(cnt + (size_t)tok * gridDim.x + blockIdx.x, 1u) == (unsigned)k - 1;
