@@ -386,9 +386,9 @@ __global__ void __launch_bounds__(736, 1) k_moe_down_v11(
     int pair_idx = blockIdx.y, tok = pair_idx / k;
     pdl_trigger();
     /* selection, activations and x come from the predecessors. (Picking the
-     * experts from the router logits and requesting the first weights before
-     * this wait was 1.4 % faster but failed the forward parity tests with
-     * PDL, ninth session; see docs/CUDA_NOTES.md.) */
+     * experts from the router logits before this wait was 1.4 % faster but
+     * failed the forward parity tests with PDL, ninth session: launch_dependents
+     * only schedules, the wait alone orders memory; docs/CUDA_NOTES.md.) */
     pdl_wait();
     float4 x4 = v11_x4(act + (size_t)pair_idx * I, NB);
     int e = __ldg(sel_e + pair_idx);
