@@ -269,6 +269,23 @@ int cu_moe_gemm_v4(const uint8_t *gu_blocks, const uint8_t *gu_scales, const flo
 static __device__ __forceinline__ void cu_warp_topk(const float *logits, const float *bias, int E,
                                                     int k, int *sel, float *w) {
     int lane = threadIdx.x & 31;
+    if (E <= 32) { /* one expert per lane (the 20b): the same rounds without the 8-slot scans */
+        float v = lane < E ? logits[lane] + (bias ? bias[lane] : 0.0f) : -INFINITY;
+        float best0 = 0.0f, sum = 0.0f;
+        for (int r = 0; r < k; r++) {
+            float m = v;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            int wl = __ffs(__ballot_sync(0xffffffffu, v == m)) - 1;
+            if (lane == wl) v = -INFINITY;
+            if (r == 0) best0 = m;
+            sel[r] = wl;
+            w[r] = expf(m - best0);
+            sum += w[r];
+        }
+        for (int r = 0; r < k; r++) w[r] /= sum;
+        return;
+    }
     int npl = (E + 31) >> 5;
     float v[8];
 #pragma unroll

@@ -71,6 +71,16 @@ __device__ __forceinline__ int moe_pair_expert(const float *logits, int E, int k
     return sel[j];
 }
 
+/* Launch shape of the tile-walking decode kernels (v9, v11): about one block
+ * per multiprocessor, bx blocks of TPB tiles for each of rows_y grid rows. */
+static inline void moe_tile_grid(int sms, int ntiles, int rows_y, int *bx, int *TPB) {
+    int b = sms / rows_y;
+    if (b < 1) b = 1;
+    int tpb = (ntiles + b - 1) / b;
+    *TPB = tpb;
+    *bx = (ntiles + tpb - 1) / tpb;
+}
+
 /* A lane's 32 inputs of its block, fp32 (v4, v7f): the exact path. */
 struct MoeXF32 {
     float x[32];

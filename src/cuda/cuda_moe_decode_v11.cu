@@ -267,33 +267,6 @@ static __device__ __forceinline__ void v11_walk(V11Buf (&buf)[V11_DEPTH], V11Ptr
     }
 }
 
-/* The expert of token/expert pair (t, j) as moe_pair_expert (same selection
- * and weights; block 0 of pair j == 0 stores them), with a
- * one-expert-per-lane fast path for E <= 32 (the 20b: the generic top-k
- * scans 8 slots per lane per round). */
-static __device__ __forceinline__ int v11_pair_expert(const float *logits, int E, int k, int t, int j, int *sel_e,
-                                                      float *sel_w) {
-    if (!logits || E > 32) return moe_pair_expert(logits, E, k, t, j, sel_e, sel_w);
-    int lane = threadIdx.x & 31;
-    float v = lane < E ? logits[(size_t)t * E + lane] : -INFINITY;
-    float best0 = 0.0f, sum = 0.0f, mine = 0.0f;
-    int pick = 0, myrank = -1;
-    for (int r = 0; r < k; r++) {
-        float m = warp_max(v);
-        int wl = __ffs(__ballot_sync(0xffffffffu, v == m)) - 1; /* lowest index on ties */
-        if (r == 0) best0 = m;
-        float w = expf(m - best0);
-        sum += w;
-        if (lane == wl) { v = -INFINITY; myrank = r; mine = w; }
-        if (r == j) pick = wl;
-    }
-    if (blockIdx.x == 0 && j == 0 && (threadIdx.x >> 5) == 0 && myrank >= 0) {
-        sel_e[t * k + myrank] = lane;
-        sel_w[t * k + myrank] = mine / sum;
-    }
-    return pick;
-}
-
 /* Row sums of the block's tiles: part[it][w][rr] over the NSB super-blocks,
  * four interleaved chains (fixed order, so the result does not depend on
  * timing) instead of one 23-long chain of shared loads. */
@@ -351,7 +324,7 @@ __global__ void __launch_bounds__(736, 1) k_moe_gate_up_v11(
     pdl_trigger();
     pdl_wait(); /* router logits / selection and h come from the predecessor */
     float4 x4 = v11_x4(h + (size_t)tok * H, NB); /* in flight while the expert is picked */
-    int e = v11_pair_expert(logits, E, k, tok, jsel, sel_e, sel_w);
+    int e = moe_pair_expert(logits, E, k, tok, jsel, sel_e, sel_w);
     v11_body(blocks + (size_t)e * N * NB * 16, scales + (size_t)e * N * NB, tile0 * 16, nt,
              bias + (size_t)e * N + tile0 * 16, x4, limbs, part, bpre, NB, NSB);
     /* row r of the block: its NSB partials in super-block order; gate rows
@@ -429,15 +402,6 @@ void cu_moe_decode_v11_init(void) {
     cudaGetLastError();
 }
 
-/* About one block per multiprocessor: bx blocks of TPB tiles per grid row. */
-static void v11_grid(int ntiles, int rows_y, int *bx, int *TPB) {
-    int b = g_v11_sms / rows_y;
-    if (b < 1) b = 1;
-    int tpb = (ntiles + b - 1) / b;
-    *TPB = tpb;
-    *bx = (ntiles + tpb - 1) / tpb;
-}
-
 static size_t v11_smem_bytes(int NB, int TPB) {
     int NSB = (NB + 3) / 4;
     return v11_align16((size_t)NB * V11_LIMB_BYTES) + sizeof(float) * ((size_t)TPB * NSB * 16 + 16 * (size_t)TPB + 4);
@@ -451,7 +415,7 @@ int cu_moe_gate_up_decode_v11(const uint8_t *blocks, const uint8_t *scales, cons
     if (norm_w || H % 32 || H < 32 || NSB > 23 || (2 * I) % 16 || k < 1 || k > CU_MAX_TOPK || T < 1 || I < 1)
         return 0;
     int P = T * k, bx, TPB;
-    v11_grid(2 * I / 16, P, &bx, &TPB);
+    moe_tile_grid(g_v11_sms, 2 * I / 16, P, &bx, &TPB);
     size_t smem = v11_smem_bytes(NB, TPB);
     if (smem > (size_t)g_v11_smem_max) return 0;
     if (NB == V11_NB_GPTOSS)
@@ -471,7 +435,7 @@ int cu_moe_down_decode_v11(const uint8_t *blocks, const uint8_t *scales, const f
         T > CU_DECODE_MAX_T)
         return 0;
     int P = T * k, bx, TPB;
-    v11_grid(H / 16, P, &bx, &TPB);
+    moe_tile_grid(g_v11_sms, H / 16, P, &bx, &TPB);
     if (bx > CU_V11_MAX_RANGES) return 0;
     size_t smem = v11_smem_bytes(NB, TPB);
     if (smem > (size_t)g_v11_smem_max) return 0;

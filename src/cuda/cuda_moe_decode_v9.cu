@@ -285,22 +285,13 @@ void cu_moe_decode_v9_init(void) {
     cudaGetLastError();
 }
 
-/* About one block per multiprocessor: bx blocks of TPB tiles per grid row. */
-static void v9_grid(int ntiles, int rows_y, int *bx, int *TPB) {
-    int b = g_v9_sms / rows_y;
-    if (b < 1) b = 1;
-    int tpb = (ntiles + b - 1) / b;
-    *TPB = tpb;
-    *bx = (ntiles + tpb - 1) / tpb;
-}
-
 int cu_moe_gate_up_decode_v9(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                              const float *h, const float *norm_w, const float *logits, int E,
                              int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
                              float limit, float alpha, cudaStream_t s) {
     if (norm_w || H % 32 || H < 32 || k < 1 || k > CU_MAX_TOPK || T < 1 || I < 1) return 0;
     int NSB = (H / 32 + 3) / 4, P = T * k, bx, TPB;
-    v9_grid((2 * I + 15) / 16, P, &bx, &TPB);
+    moe_tile_grid(g_v9_sms, (2 * I + 15) / 16, P, &bx, &TPB);
     size_t smem = (size_t)v9_vec_bytes(NSB) + (size_t)V9_WARPS * TPB * 16 * sizeof(float) + 16;
     if (smem > (size_t)g_v9_smem_max) return 0;
     cu_launch_serial(k_moe_gate_up_v9, dim3(bx, P), dim3(V9_THREADS), smem, s, blocks, scales, bias, h, logits,
@@ -313,7 +304,7 @@ int cu_moe_down_decode_v9(const uint8_t *blocks, const uint8_t *scales, const fl
                           int k, int H, int I, cudaStream_t s) {
     if (I % 32 || I < 32 || k < 1 || k > CU_MAX_TOPK || T < 1 || H < 1) return 0;
     int NSB = (I / 32 + 3) / 4, bx, TPB;
-    v9_grid((H + 15) / 16, T, &bx, &TPB);
+    moe_tile_grid(g_v9_sms, (H + 15) / 16, T, &bx, &TPB);
     size_t smem = (size_t)k * v9_vec_bytes(NSB) + (size_t)V9_WARPS * k * TPB * 16 * sizeof(float);
     if (smem > (size_t)g_v9_smem_max) return 0;
     cu_launch_serial(k_moe_down_v9, dim3(bx, T), dim3(V9_THREADS), smem, s, blocks, scales, bias, act, sel_e,
