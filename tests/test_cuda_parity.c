@@ -198,6 +198,13 @@ static void test_attention(void **state) {
     int pos5[] = { 577 }, slot5[] = { 1 };
     check_attention(16, 6, 3, 0, 700, 1, pos5, slot5);           /* one token, 10 splits */
     check_attention(64, 64, 8, 128, 300, 1, pos2 + 3, slot2 + 3); /* one token, ring wrapped */
+    /* decode in clusters on sm_90 (cuda_attn_decode.cu, up to 1024 keys):
+     * uneven splits (578 keys over 16), a split of 64 keys, a lone key */
+    check_attention(64, 64, 8, 0, 1100, 1, pos5, slot5);
+    int pos6[] = { 0, 1023, 31 }, slot6[] = { 0, 1, 0 };
+    check_attention(64, 64, 8, 0, 1100, 3, pos6, slot6);
+    int pos7[] = { 40, 64 }, slot7[] = { 1, 0 };
+    check_attention(64, 16, 4, 0, 1100, 2, pos7, slot7);          /* G = 4 */
     int pos4[12], slot4[12];
     for (int i = 0; i < 12; i++) { pos4[i] = 300 + i; slot4[i] = 1; }
     check_attention(64, 16, 2, 0, 1024, 12, pos4, slot4);        /* a prefill chunk */

@@ -18,7 +18,7 @@
 # (default below); BENCH_ARGS=--sample in a variant adds bench arguments;
 # B120_VARIANTS the same for the 120b, BATCH_VARIANTS for the batch stage (sizes
 # BATCH_SIZES, default 1 4 16 64); PARITY2_ENV the environment of the second
-# parity run (default GPTOSS_CUDA_PDL=0). Uses the carried binaries in $B (default build-final), or
+# parity run (default GPTOSS_CUDA_PDL=0), PARITY3_ENV (optional) a third one's. Uses the carried binaries in $B (default build-final), or
 # builds natively when they do not start.
 set -u
 cd "$(dirname "$0")/.."
@@ -66,10 +66,16 @@ if has parity; then
      BUILD=$B timeout 240 $B/tests/test_cuda_parity >"$OUT/parity_pdl.log" 2>&1
      echo $? >"$OUT/parity_pdl.rc") &
     pids="$pids $!"
+    if [ -n "${PARITY3_ENV:-}" ]; then
+        (export $PARITY3_ENV
+         BUILD=$B timeout 240 $B/tests/test_cuda_parity >"$OUT/parity3.log" 2>&1
+         echo $? >"$OUT/parity3.rc") &
+        pids="$pids $!"
+    fi
 fi
 wait $pids
 if has parity; then
-    for p in parity parity_pdl; do
+    for p in parity parity_pdl ${PARITY3_ENV:+parity3}; do
         log "$p: rc=$(rc_of $p); $(grep -cE '^\[       OK \]' "$OUT/$p.log") ok, $(grep -cE '^\[  FAILED  \] [a-z]' "$OUT/$p.log") failed"
     done
     grep -E "FAIL|rel err.* v4|forward|fixture" "$OUT/parity.log" | head -40 >>"$SUM"

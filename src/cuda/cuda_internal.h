@@ -64,6 +64,52 @@ static inline void cu_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size
     cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
+/* A launch in thread-block clusters of `cluster` blocks (sm_90+), with PDL
+ * as cu_launch when `pdl`. Returns the launch's error (the caller falls back
+ * when a cluster shape is refused). */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t cu_launch_cluster(void (*kern)(KArgs...), dim3 grid, dim3 block, dim3 cluster,
+                                            size_t smem, bool pdl, cudaStream_t s, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute at[2] = {};
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = cluster.x;
+    at[0].val.clusterDim.y = cluster.y;
+    at[0].val.clusterDim.z = cluster.z;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl ? 2 : 1;
+    return cudaLaunchKernelEx(&cfg, kern, args...);
+}
+
+/* How many clusters of `cluster` blocks of `kern` can be resident at once
+ * (0 when the device or the shape does not allow clusters). */
+template <typename... KArgs>
+static inline int cu_cluster_capacity(void (*kern)(KArgs...), dim3 block, dim3 cluster, size_t smem) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(cluster.x, cluster.y, cluster.z);
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cudaLaunchAttribute at[1] = {};
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = cluster.x;
+    at[0].val.clusterDim.y = cluster.y;
+    at[0].val.clusterDim.z = cluster.z;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    int n = 0;
+    if (cudaOccupancyMaxActiveClusters(&n, kern, &cfg) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
 /* As cu_launch, but without PDL at level 1 (the v7 MoE kernels: with PDL
  * their parity tests failed on the H200 in the third session, cause not
  * found; in the fifth session they passed with levels 2 and 3). */
@@ -141,6 +187,9 @@ void cu_attention(const cu_attn_args *a, cudaStream_t s);
  * 1 when it ran the call, 0 when the caller's kernels must. */
 int cu_attention_tc(const cu_attn_args *a, cudaStream_t s);
 int cu_attention_set_variant(int v); /* returns the previous one */
+/* Decode attention in thread-block clusters (cuda_attn_decode.cu; sm_90+, up to
+ * 1024 keys, head_dim 64): 1 when it ran the call, 0 when the caller's kernels must. */
+int cu_attention_cluster(const cu_attn_args *a, cudaStream_t s);
 
 /* Router: logits[t][e] = router_b[e] + W_r h[t] (h fp32 [T,H]). */
 /* (uses cu_matvec_bf16 for small T, cuBLAS otherwise) */

@@ -505,6 +505,7 @@ static void launch_attention(const cu_attn_args *a, cudaStream_t s) {
 
 void cu_attention(const cu_attn_args *a, cudaStream_t s) {
     if (cu_attention_tc(a, s)) return; /* prefill hook: cuda_attn_prefill.cu (default; GPTOSS_CUDA_ATTN=v1: the kernels below) */
+    if (cu_attention_cluster(a, s)) return; /* decode on sm_90: cuda_attn_decode.cu */
     switch (a->hd) {
     case 8: launch_attention<8>(a, s); break;
     case 16: launch_attention<16>(a, s); break;

@@ -45,6 +45,29 @@ static __device__ __forceinline__ void pdl_trigger_end(void) {
     if (c_pdl_late) pdl_launch_dependents();
 }
 
+/* Thread-block clusters (sm_90+; launched with cu_launch_cluster, which
+ * callers only use on such devices). cluster_sync: every thread of every
+ * block of the cluster arrives; shared-memory writes before it are visible
+ * to the cluster's blocks after it. ld_cluster_f32: a float at the same
+ * shared-memory offset as `local`, in the block of cluster rank `rank`. */
+static __device__ __forceinline__ void cluster_sync(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ float ld_cluster_f32(const float *local, unsigned rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(local), r;
+    float v;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(r) : "memory");
+    return v;
+#else
+    (void)rank;
+    return *local;
+#endif
+}
+
 /* Streaming 16-byte load that skips L1 (weights are read once per step).
  * (An L2 evict-first policy on these loads, createpolicy + .L2::cache_hint,
  * measured 2-4 % slower than this plain form in the fifth session.) */

@@ -339,12 +339,18 @@ __global__ void __launch_bounds__(736, 1) k_moe_gate_up_v11(
 }
 
 /* grid (bx, T*k), NSB warps; block bx: output tiles [bx*TPB, +TPB) of the
- * expert of token/expert pair blockIdx.y. y[pair][r] = its rows (bias
- * included); the last of the k blocks of a token's tile range (counter
- * cnt[tok * bx + bx]) then adds x[r] += sum_j w_j y[j][r] in expert order,
- * as v7f, and resets the counter. Shared memory: limbs [NB][192], part
- * [TPB][NSB][16], biases [16 TPB]. */
-template <int NBC>
+ * expert of token/expert pair blockIdx.y; each block's rows r get y_j[r]
+ * (bias included), then x[r] += sum_j w_j y_j[r] in expert order, as v7f.
+ * CL (sm_90, the default there): the k blocks of a token's tile range form a
+ * cluster (1, k); each keeps its y in shared memory, and after a cluster
+ * barrier block j adds rows j, j + k, ... reading the k y's through
+ * distributed shared memory; a second barrier keeps every block's y alive
+ * until the others have read it. Otherwise: y goes to the scratch y[pair]
+ * and the last of the k blocks (counter cnt[tok * bx + bx], reset after)
+ * does the sum after a fence (ninth session: ~20 % of the kernel's warp
+ * samples in that fence, atomic and second pass). Shared memory: limbs
+ * [NB][192], part [TPB][NSB][16], biases [16 TPB], a flag, y [16 TPB]. */
+template <int NBC, bool CL>
 __global__ void __launch_bounds__(736, 1) k_moe_down_v11(
     const uint8_t *__restrict__ blocks, const uint8_t *__restrict__ scales,
     const float *__restrict__ bias, const float *__restrict__ act, const int *__restrict__ sel_e,
@@ -356,6 +362,7 @@ __global__ void __launch_bounds__(736, 1) k_moe_down_v11(
     float *part = reinterpret_cast<float *>(v11_smem + v11_align16((size_t)NB * V11_LIMB_BYTES)); /* [nt][NSB][16] */
     float *bpre = part + (size_t)TPB * NSB * 16;
     int *s_last = reinterpret_cast<int *>(bpre + 16 * TPB); /* dynamic: a static one would break the opt-in size */
+    float *ys = bpre + 16 * TPB + 4;                        /* [16 TPB], CL only */
     int pair_idx = blockIdx.y, tok = pair_idx / k;
     pdl_trigger();
     /* selection, activations and x come from the predecessors. (Picking the
@@ -367,6 +374,19 @@ __global__ void __launch_bounds__(736, 1) k_moe_down_v11(
     int e = __ldg(sel_e + pair_idx);
     v11_body(blocks + (size_t)e * H * NB * 16, scales + (size_t)e * H * NB, r0, nt, bias + (size_t)e * H + r0,
              x4, limbs, part, bpre, NB, NSB);
+    const float *wt = sel_w + (size_t)tok * k;
+    if (CL) {
+        for (int r = threadIdx.x; r < nr; r += blockDim.x) ys[r] = v11_row_sum(part, r >> 4, r & 15, NSB) + bpre[r];
+        cluster_sync();
+        int j0 = pair_idx % k; /* = the block's cluster rank: clusters are (1, k) */
+        for (int r = j0 + k * (int)threadIdx.x; r < nr; r += k * blockDim.x) {
+            float total = 0.0f;
+            for (int j = 0; j < k; j++) total += __ldg(wt + j) * ld_cluster_f32(ys + r, (unsigned)j);
+            x[(size_t)tok * H + r0 + r] += total;
+        }
+        cluster_sync();
+        return;
+    }
     float *yp = y + (size_t)pair_idx * H + r0;
     for (int r = threadIdx.x; r < nr; r += blockDim.x) yp[r] = v11_row_sum(part, r >> 4, r & 15, NSB) + bpre[r];
     __threadfence();
@@ -376,7 +396,6 @@ __global__ void __launch_bounds__(736, 1) k_moe_down_v11(
     if (!*s_last) return;
     __threadfence();
     const float *yt = y + (size_t)tok * k * H + r0;
-    const float *wt = sel_w + (size_t)tok * k;
     for (int r = threadIdx.x; r < nr; r += blockDim.x) {
         float total = 0.0f;
         for (int j = 0; j < k; j++) total += wt[j] * __ldcg(yt + (size_t)j * H + r);
@@ -387,18 +406,31 @@ __global__ void __launch_bounds__(736, 1) k_moe_down_v11(
 
 #define V11_NB_GPTOSS 90 /* 2880 / 32: the instantiation with compile-time row offsets */
 
+/* GPTOSS_CUDA_V11_CLUSTER=0: down's combine through the scratch y and an
+ * atomic counter also on sm_90 (comparisons; it is the only form below sm_90) */
+static int g_v11_cluster = 1;
+
+template <int NBC> static void v11_down_attrs(int optin) {
+    cudaFuncSetAttribute(k_moe_down_v11<NBC, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
+    cudaFuncSetAttribute(k_moe_down_v11<NBC, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
+}
+
 void cu_moe_decode_v11_init(void) {
     pdl_mode_upload();
-    const char *dv = getenv("GPTOSS_CUDA_V11_DOWN");
+    const char *dv = getenv("GPTOSS_CUDA_V11_DOWN"), *cl = getenv("GPTOSS_CUDA_V11_CLUSTER");
     g_v11_down = !(dv && !strcmp(dv, "0"));
-    int sms, optin;
+    int sms, optin, dev = 0, major = 0;
     cu_device_limits(&sms, &optin);
     g_v11_sms = sms;
     g_v11_smem_max = optin;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+        major = 0;
+    g_v11_cluster = major >= 9 && !(cl && !strcmp(cl, "0"));
     cudaFuncSetAttribute(k_moe_gate_up_v11<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
-    cudaFuncSetAttribute(k_moe_down_v11<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
     cudaFuncSetAttribute(k_moe_gate_up_v11<V11_NB_GPTOSS>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
-    cudaFuncSetAttribute(k_moe_down_v11<V11_NB_GPTOSS>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
+    v11_down_attrs<0>(optin);
+    v11_down_attrs<V11_NB_GPTOSS>(optin);
     cudaGetLastError();
 }
 
@@ -427,6 +459,30 @@ int cu_moe_gate_up_decode_v11(const uint8_t *blocks, const uint8_t *scales, cons
     return 1;
 }
 
+/* The cluster form of down when the device takes it with all bx clusters of
+ * a token resident at once (the capacity is asked once per shape). */
+template <int NBC>
+static bool v11_down_cluster(dim3 grid, int threads, int k, size_t smem, cudaStream_t s, const uint8_t *blocks,
+                             const uint8_t *scales, const float *bias, const float *act, const int *sel_e,
+                             const float *sel_w, float *x, int H, int I, int TPB) {
+    static int cap_k = -1, cap_threads = -1, cap = 0;
+    static size_t cap_smem = 0;
+    if (!g_v11_cluster || k > 8) return false;
+    if (cap_k != k || cap_threads != threads || cap_smem != smem) {
+        cap = cu_cluster_capacity(k_moe_down_v11<NBC, true>, dim3(threads), dim3(1, k, 1), smem);
+        cap_k = k, cap_threads = threads, cap_smem = smem;
+    }
+    if (cap < (int)grid.x) return false;
+    cudaError_t e = cu_launch_cluster(k_moe_down_v11<NBC, true>, grid, dim3(threads), dim3(1, k, 1), smem,
+                                      g_cu_pdl >= 2, s, blocks, scales, bias, act, sel_e, sel_w, x, (float *)NULL,
+                                      (unsigned *)NULL, k, H, I, TPB);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return true;
+}
+
 int cu_moe_down_decode_v11(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                            const float *act, const int *sel_e, const float *sel_w, float *x, float *y,
                            unsigned *cnt, int T, int k, int H, int I, cudaStream_t s) {
@@ -438,12 +494,20 @@ int cu_moe_down_decode_v11(const uint8_t *blocks, const uint8_t *scales, const f
     moe_tile_grid(g_v11_sms, H / 16, P, &bx, &TPB);
     if (bx > CU_V11_MAX_RANGES) return 0;
     size_t smem = v11_smem_bytes(NB, TPB);
+    size_t smem_cl = smem + sizeof(float) * 16 * (size_t)TPB;
     if (smem > (size_t)g_v11_smem_max) return 0;
+    dim3 grid(bx, P);
+    if (smem_cl <= (size_t)g_v11_smem_max &&
+        (NB == V11_NB_GPTOSS ? v11_down_cluster<V11_NB_GPTOSS>(grid, 32 * NSB, k, smem_cl, s, blocks, scales, bias,
+                                                                act, sel_e, sel_w, x, H, I, TPB)
+                             : v11_down_cluster<0>(grid, 32 * NSB, k, smem_cl, s, blocks, scales, bias, act,
+                                                   sel_e, sel_w, x, H, I, TPB)))
+        return 1;
     if (NB == V11_NB_GPTOSS)
-        cu_launch_serial(k_moe_down_v11<V11_NB_GPTOSS>, dim3(bx, P), dim3(32 * NSB), smem, s, blocks, scales, bias,
+        cu_launch_serial(k_moe_down_v11<V11_NB_GPTOSS, false>, grid, dim3(32 * NSB), smem, s, blocks, scales, bias,
                          act, sel_e, sel_w, x, y, cnt, k, H, I, TPB);
     else
-        cu_launch_serial(k_moe_down_v11<0>, dim3(bx, P), dim3(32 * NSB), smem, s, blocks, scales, bias, act, sel_e,
+        cu_launch_serial(k_moe_down_v11<0, false>, grid, dim3(32 * NSB), smem, s, blocks, scales, bias, act, sel_e,
                          sel_w, x, y, cnt, k, H, I, TPB);
     return 1;
 }
