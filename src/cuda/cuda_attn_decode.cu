@@ -27,8 +27,11 @@
 #define AD_ZMAX 16   /* splits per cluster (above 8: a non-portable cluster size) */
 #define AD_KP (AD_HD + 4) /* padded fp32 key row: conflict-free 16-byte reads */
 
-static int g_ad_on = -1; /* -1: not read yet */
-static int g_ad_cap[AD_ZMAX + 1]; /* clusters resident at once per Z (0 = refused); -1 unknown */
+static int g_ad_on = -1; /* -1: cu_attn_decode_init not run yet */
+/* 1: the keys of earlier passes are requested before griddepcontrol.wait
+ * (GPTOSS_CUDA_ATTN_EARLY=0: after it, as everything else) */
+static __constant__ int c_ad_early;
+static int g_ad_cap[AD_ZMAX + 1]; /* clusters of Z blocks (256 threads) resident at once; 0 = refused */
 
 /* grid (T, nkv, Z), cluster (1, 1, Z), G warps (one per query head of the
  * KV head). Shared memory: q [G][HD], K and V [KMAX][KP], partials
@@ -43,23 +46,42 @@ __global__ void __launch_bounds__(256) k_attn_decode_cl(cu_attn_args a) {
     int t = blockIdx.x, kvh = blockIdx.y, z = blockIdx.z;
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5, h = kvh * G + w;
     pdl_trigger();
-    pdl_wait(); /* q and this token's K/V come from the predecessor */
-    int p = a.pos[t];
+    /* positions and slots are the pass's parameters (copied before the graph) */
+    int p = a.pos[t], sl_t = a.slot[t];
     int lo = a.window > 0 ? max(0, p - a.window + 1) : 0;
     int n = p + 1 - lo, sl = (n + Z - 1) / Z; /* sl <= KMAX: the launcher's bound */
     int begin = lo + z * sl, end = min(p + 1, begin + sl), nk = max(0, end - begin);
-
-    for (int i = threadIdx.x; i < G * AD_HD; i += blockDim.x) qs[i] = a.q[(size_t)t * a.ldq + kvh * G * AD_HD + i];
     size_t kvw = (size_t)a.nkv * AD_HD;
-    const kv_t *kbase = a.kc + (size_t)a.slot[t] * a.cap * kvw + kvh * AD_HD;
-    const kv_t *vbase = a.vc + (size_t)a.slot[t] * a.cap * kvw + kvh * AD_HD;
+    const kv_t *kbase = a.kc + (size_t)sl_t * a.cap * kvw + kvh * AD_HD;
+    const kv_t *vbase = a.vc + (size_t)sl_t * a.cap * kvw + kvh * AD_HD;
     constexpr int CPR = AD_HD / 4; /* 16-byte chunks per row */
-    for (int c = threadIdx.x; c < nk * CPR; c += blockDim.x) {
+    /* Keys before the first position this pass writes for the slot were
+     * written by earlier passes: no kernel of this chain writes them (the
+     * ring keeps sliding_window + a chunk positions, so this pass's writes
+     * land elsewhere), so they may be requested before the wait (c_ad_early). */
+    int fresh = end;
+    if (c_ad_early) {
+        fresh = p;
+        for (int u = 0; u < (int)gridDim.x; u++)
+            if (a.slot[u] == sl_t) fresh = min(fresh, a.pos[u]);
+        fresh = max(begin, min(fresh, end));
+        for (int c = threadIdx.x; c < (fresh - begin) * CPR; c += blockDim.x) {
+            int j = c / CPR, q4 = c % CPR;
+            size_t off = (size_t)((begin + j) % a.cap) * kvw + q4 * 4;
+            cu_cp16(ks + j * AD_KP + q4 * 4, kbase + off, 16);
+            cu_cp16(vs + j * AD_KP + q4 * 4, vbase + off, 16);
+        }
+        cu_cp_commit();
+    }
+    pdl_wait(); /* q and this pass's K/V come from the predecessor */
+    for (int i = threadIdx.x; i < G * AD_HD; i += blockDim.x) qs[i] = a.q[(size_t)t * a.ldq + kvh * G * AD_HD + i];
+    for (int c = (fresh - begin) * CPR + threadIdx.x; c < nk * CPR; c += blockDim.x) {
         int j = c / CPR, q4 = c % CPR;
         size_t off = (size_t)((begin + j) % a.cap) * kvw + q4 * 4;
         *reinterpret_cast<float4 *>(ks + j * AD_KP + q4 * 4) = *reinterpret_cast<const float4 *>(kbase + off);
         *reinterpret_cast<float4 *>(vs + j * AD_KP + q4 * 4) = *reinterpret_cast<const float4 *>(vbase + off);
     }
+    if (c_ad_early) cu_cp_wait_all();
     __syncthreads();
 
     const float scale = rsqrtf((float)AD_HD);
@@ -124,35 +146,42 @@ static size_t ad_smem(int G) {
     return sizeof(float) * ((size_t)G * AD_HD + 2 * AD_KMAX * AD_KP + (size_t)G * (AD_HD + 2));
 }
 
+/* Reads the environment, sets the kernel's attributes and asks how many
+ * clusters of each size fit at once: outside graph capture (cu_kernels_init). */
+void cu_attn_decode_init(void) {
+    const char *v = getenv("GPTOSS_CUDA_ATTN_CLUSTER"), *ev = getenv("GPTOSS_CUDA_ATTN_EARLY");
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+        major = 0;
+    g_ad_on = major >= 9 && !(v && !strcmp(v, "0"));
+    for (int z = 0; z <= AD_ZMAX; z++) g_ad_cap[z] = 0;
+    if (g_ad_on) {
+        int early = !(ev && !strcmp(ev, "0"));
+        cudaMemcpyToSymbol(c_ad_early, &early, sizeof early);
+        cudaFuncSetAttribute(k_attn_decode_cl, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+        cudaFuncSetAttribute(k_attn_decode_cl, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ad_smem(8));
+        for (int z = 1; z <= AD_ZMAX; z++)
+            g_ad_cap[z] = cu_cluster_capacity(k_attn_decode_cl, dim3(256), dim3(1, 1, z), ad_smem(8));
+    }
+    cudaGetLastError();
+}
+
+int cu_attn_decode_cap(int z) { return z >= 1 && z <= AD_ZMAX ? g_ad_cap[z] : 0; }
+
 /* 1 when it ran the call, 0 when the caller's kernels must. */
 int cu_attention_cluster(const cu_attn_args *a, cudaStream_t s) {
-    if (g_ad_on < 0) {
-        const char *v = getenv("GPTOSS_CUDA_ATTN_CLUSTER");
-        int dev = 0, major = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-            major = 0;
-        g_ad_on = major >= 9 && !(v && !strcmp(v, "0"));
-        if (g_ad_on) {
-            cudaFuncSetAttribute(k_attn_decode_cl, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-            cudaFuncSetAttribute(k_attn_decode_cl, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ad_smem(8));
-        }
-        for (int z = 0; z <= AD_ZMAX; z++) g_ad_cap[z] = -1;
-        cudaGetLastError();
-    }
     int G = a->nkv > 0 ? a->nh / a->nkv : 0;
-    if (!g_ad_on || a->T > CU_DECODE_MAX_T || a->hd != AD_HD || !a->out || a->out_b || a->out_lo || G < 1 ||
+    if (g_ad_on != 1 || a->T > CU_DECODE_MAX_T || a->hd != AD_HD || !a->out || a->out_b || a->out_lo || G < 1 ||
         G > 8 || G * a->nkv != a->nh || a->ldq % 4)
         return 0;
     int keys = a->max_keys < 1 ? 1 : a->max_keys;
     int Z = (keys + 31) / 32; /* about 32 keys a block while that fits a cluster */
     if (Z > AD_ZMAX) Z = AD_ZMAX;
     if (keys > Z * AD_KMAX) return 0; /* long contexts: k_attention's many splits */
-    size_t smem = ad_smem(G);
-    if (g_ad_cap[Z] < 0) g_ad_cap[Z] = cu_cluster_capacity(k_attn_decode_cl, dim3(32 * G), dim3(1, 1, Z), smem);
     if (g_ad_cap[Z] < 1) return 0;
-    cudaError_t e = cu_launch_cluster(k_attn_decode_cl, dim3(a->T, a->nkv, Z), dim3(32 * G), dim3(1, 1, Z), smem,
-                                      g_cu_pdl != 0, s, *a);
+    cudaError_t e = cu_launch_cluster(k_attn_decode_cl, dim3(a->T, a->nkv, Z), dim3(32 * G), dim3(1, 1, Z),
+                                      ad_smem(G), g_cu_pdl != 0, s, *a);
     if (e != cudaSuccess) {
         cudaGetLastError();
         return 0;

@@ -190,6 +190,8 @@ int cu_attention_set_variant(int v); /* returns the previous one */
 /* Decode attention in thread-block clusters (cuda_attn_decode.cu; sm_90+, up to
  * 1024 keys, head_dim 64): 1 when it ran the call, 0 when the caller's kernels must. */
 int cu_attention_cluster(const cu_attn_args *a, cudaStream_t s);
+void cu_attn_decode_init(void);
+int cu_attn_decode_cap(int z); /* clusters of z blocks resident at once (0: not used) */
 
 /* Router: logits[t][e] = router_b[e] + W_r h[t] (h fp32 [T,H]). */
 /* (uses cu_matvec_bf16 for small T, cuBLAS otherwise) */
@@ -206,6 +208,16 @@ void cu_moe_gate_up_decode(const uint8_t *blocks, const uint8_t *scales, const f
                            const float *h, const float *norm_w, float eps, const float *logits,
                            int E, int *sel_e, float *sel_w, float *act, int T, int k, int H,
                            int I, float limit, float alpha, cudaStream_t s);
+/* The router launch and gate_up in one (v11 on sm_90, E <= 32): h =
+ * rmsnorm(x[t]) * norm_w, logits = router_w h + router_b (also stored in
+ * `logits` when non-NULL), the top k and softmax into sel_e/sel_w, then
+ * act as cu_moe_gate_up_decode. Returns 0 (nothing launched) when the
+ * version, the shape or the device does not allow it. */
+int cu_moe_gate_up_decode_routed(const uint8_t *blocks, const uint8_t *scales, const float *bias,
+                                 const float *x, const float *norm_w, float eps, const bf16 *router_w,
+                                 const float *router_b, float *logits, int E, int *sel_e, float *sel_w,
+                                 float *act, int T, int k, int H, int I, float limit, float alpha,
+                                 cudaStream_t s);
 /* x[t][r] += sum_j sel_w[t][j] * (W_d,e act[t][j] + b_d,e)[r]. y / cnt: v11's
  * scratch (below; NULL: v11 falls back to v7f). */
 void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const float *bias,
@@ -260,6 +272,11 @@ int cu_moe_gate_up_decode_v11(const uint8_t *blocks, const uint8_t *scales, cons
                               const float *h, const float *norm_w, const float *logits, int E,
                               int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
                               float limit, float alpha, cudaStream_t s);
+int cu_moe_gate_up_decode_v11r(const uint8_t *blocks, const uint8_t *scales, const float *bias, const float *x,
+                               const float *norm_w, float eps, const bf16 *router_w, const float *router_b,
+                               float *logits, int E, int *sel_e, float *sel_w, float *act, int T, int k, int H,
+                               int I, float limit, float alpha, cudaStream_t s);
+void cu_v11_cluster_caps(int *down_k4, int *route_c2);
 int cu_moe_down_decode_v11(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                            const float *act, const int *sel_e, const float *sel_w, float *x, float *y,
                            unsigned *cnt, int T, int k, int H, int I, cudaStream_t s);
@@ -310,6 +327,25 @@ int cu_moe_gemm_v4(const uint8_t *gu_blocks, const uint8_t *gu_scales, const flo
                    int T, int k, int E, int H, int I, float limit, float alpha, cudaStream_t s);
 /* ---- end grouped GEMM v2 */
 
+/* The E <= 32 form (the 20b): lane l holds logit l (bias included; -INFINITY
+ * past E), one expert per lane, the same rounds without the 8-slot scans. */
+static __device__ __forceinline__ void cu_warp_topk32(float v, int k, int *sel, float *w) {
+    int lane = threadIdx.x & 31;
+    float best0 = 0.0f, sum = 0.0f;
+    for (int r = 0; r < k; r++) {
+        float m = v;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        int wl = __ffs(__ballot_sync(0xffffffffu, v == m)) - 1;
+        if (lane == wl) v = -INFINITY;
+        if (r == 0) best0 = m;
+        sel[r] = wl;
+        w[r] = expf(m - best0);
+        sum += w[r];
+    }
+    for (int r = 0; r < k; r++) w[r] /= sum;
+}
+
 /* Warp-wide router top-k over logits[0..E) (+ bias), E <= 256: the k best
  * (lowest index on ties), softmax over them. Every lane returns the result.
  * Lane l holds experts l*NPL .. l*NPL+NPL-1 (NPL = ceil(E/32)), so that the
@@ -318,21 +354,8 @@ int cu_moe_gemm_v4(const uint8_t *gu_blocks, const uint8_t *gu_scales, const flo
 static __device__ __forceinline__ void cu_warp_topk(const float *logits, const float *bias, int E,
                                                     int k, int *sel, float *w) {
     int lane = threadIdx.x & 31;
-    if (E <= 32) { /* one expert per lane (the 20b): the same rounds without the 8-slot scans */
-        float v = lane < E ? logits[lane] + (bias ? bias[lane] : 0.0f) : -INFINITY;
-        float best0 = 0.0f, sum = 0.0f;
-        for (int r = 0; r < k; r++) {
-            float m = v;
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-            int wl = __ffs(__ballot_sync(0xffffffffu, v == m)) - 1;
-            if (lane == wl) v = -INFINITY;
-            if (r == 0) best0 = m;
-            sel[r] = wl;
-            w[r] = expf(m - best0);
-            sum += w[r];
-        }
-        for (int r = 0; r < k; r++) w[r] /= sum;
+    if (E <= 32) {
+        cu_warp_topk32(lane < E ? logits[lane] + (bias ? bias[lane] : 0.0f) : -INFINITY, k, sel, w);
         return;
     }
     int npl = (E + 31) >> 5;

@@ -270,6 +270,7 @@ void cu_kernels_init(void) {
     config_matvec<1, 2>(); config_matvec<1, 4>(); config_matvec<2, 2>(); config_matvec<2, 4>();
     config_matvec<3, 2>(); config_matvec<3, 4>(); config_matvec<4, 2>(); config_matvec<4, 4>();
     cu_decode_init();
+    cu_attn_decode_init();
     cu_moe_decode_init();
     cu_moe_gemm_init();
 }
