@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(256) k_attn_decode_cl(cu_attn_args a) {
      * written by earlier passes: no kernel of this chain writes them (the
      * ring keeps sliding_window + a chunk positions, so this pass's writes
      * land elsewhere), so they may be requested before the wait (c_ad_early). */
-    int fresh = end;
+    int fresh = begin; /* keys [begin, fresh) requested early */
     if (c_ad_early) {
         fresh = p;
         for (int u = 0; u < (int)gridDim.x; u++)
