@@ -347,27 +347,6 @@ static void check_moe(int T, int E, int k, int H, int I, int grouped) {
     float *h = malloc((size_t)T * H * 4), *lg = malloc((size_t)T * E * 4), *x = malloc((size_t)T * H * 4);
     for (int i = 0; i < T * H; i++) { h[i] = frand() * 2; x[i] = frand(); }
     for (int i = 0; i < T * E; i++) lg[i] = frand() * 4;
-    /* routed (grouped == 3): x is the residual; h = rmsnorm(x) * nw and the
-     * logits = W_r h + b_r (double) become the reference's inputs */
-    float *nw = NULL, *rb = NULL;
-    uint16_t *rw = NULL;
-    if (grouped == 3) {
-        nw = malloc((size_t)H * 4); rb = malloc((size_t)E * 4); rw = malloc((size_t)E * H * 2);
-        for (int i = 0; i < H; i++) nw[i] = 1.0f + frand() * 0.5f;
-        for (int i = 0; i < E * H; i++) rw[i] = f32_to_bf16(frand() * 0.1f);
-        for (int i = 0; i < E; i++) rb[i] = frand() * 2;
-        for (int t = 0; t < T; t++) {
-            double ss = 0;
-            for (int i = 0; i < H; i++) ss += (double)x[t * H + i] * x[t * H + i];
-            double inv = 1.0 / sqrt(ss / H + 1e-5);
-            for (int i = 0; i < H; i++) h[t * H + i] = (float)(x[t * H + i] * inv * nw[i]);
-            for (int e = 0; e < E; e++) {
-                double d = rb[e];
-                for (int i = 0; i < H; i++) d += (double)bf16_to_f32(rw[(size_t)e * H + i]) * h[t * H + i];
-                lg[t * E + e] = (float)d;
-            }
-        }
-    }
     double *ref = malloc((size_t)T * H * 8), *hx = malloc((size_t)H * 8), *act = malloc((size_t)I * 8);
     for (int t = 0; t < T; t++) {
         int used[256] = { 0 }, sel[8];
@@ -377,9 +356,6 @@ static void check_moe(int T, int E, int k, int H, int I, int grouped) {
             for (int i = 0; i < E; i++)
                 if (!used[i] && (best < 0 || lg[t * E + i] > lg[t * E + best])) best = i;
             used[best] = 1; sel[j] = best;
-            if (grouped == 3 && j == k - 1) /* the k-th and the next logit apart: the choice is not a near-tie */
-                for (int i = 0; i < E; i++)
-                    if (!used[i]) assert_true(lg[t * E + best] - lg[t * E + i] > 1e-3f);
             wts[j] = exp(lg[t * E + best] - lg[t * E + sel[0]]);
             wsum += wts[j];
         }
@@ -401,27 +377,9 @@ static void check_moe(int T, int E, int k, int H, int I, int grouped) {
             }
         }
     }
-    if (grouped == 3) {
-        float *glg = malloc((size_t)T * E * 4);
-        double *rlg = malloc((size_t)T * E * 8);
-        int rc = cuda_test_moe_routed(gb, gs, gbias, db, ds, dbias, nw, 1e-5f, rw, rb, glg, x, T, E, k, H, I, 7.0f,
-                                      1.702f);
-        assert_true(rc == 0 || rc == 1);
-        if (rc == 0) {
-            for (int i = 0; i < T * E; i++) rlg[i] = lg[i];
-            double rl = rel_max(glg, rlg, (size_t)T * E);
-            printf("moe routed: router logits rel err %.3g\n", rl);
-            assert_true(rl < 1e-5);
-        } else {
-            printf("moe routed T=%d E=%d: the fused router is not available on this device (skipped)\n", T, E);
-            for (int i = 0; i < T * H; i++) x[i] = (float)ref[i]; /* nothing ran */
-        }
-        free(glg); free(rlg); free(nw); free(rb); free(rw);
-    } else {
-        assert_int_equal(cuda_test_moe(gb, gs, gbias, db, ds, dbias, h, lg, x, T, E, k, H, I, 7.0f, 1.702f, grouped), 0);
-    }
+    assert_int_equal(cuda_test_moe(gb, gs, gbias, db, ds, dbias, h, lg, x, T, E, k, H, I, 7.0f, 1.702f, grouped), 0);
     double r = rel_max(x, ref, (size_t)T * H);
-    printf("moe %s%s T=%d E=%d k=%d H=%d I=%d: rel err %.3g\n", grouped == 1 ? "grouped" : grouped == 3 ? "routed" : grouped ? "fused-topk" : "decode", moe_label, T, E, k, H, I, r);
+    printf("moe %s%s T=%d E=%d k=%d H=%d I=%d: rel err %.3g\n", grouped == 1 ? "grouped" : grouped ? "fused-topk" : "decode", moe_label, T, E, k, H, I, r);
     /* With scales spread over 2^-23..2^13 a few rows dominate and the sums
      * cancel, so error relative to the largest output is ill-conditioned:
      * such cases (moe_wide) get a looser bound. */
@@ -447,14 +405,10 @@ static void test_moe_decode(void **state) {
     check_moe(4, 128, 4, 1088, 1056, 0);
     check_moe(2, 32, 4, 2880, 2880, 2);  /* top-k fused into gate_up */
     check_moe(3, 6, 3, 64, 96, 2);
-    if (cur == 11) { /* the router fused into gate_up (sm_90): the 20b's shape, odd k, E < 16 */
-        int dn, rt, a4, a16;
-        cuda_test_cluster_caps(&dn, &rt, &a4, &a16);
-        printf("clusters resident at once: down (1,4) %d, gate_up+router (1,2) %d, attention (1,1,4) %d, (1,1,16) %d\n",
-               dn, rt, a4, a16);
-        check_moe(1, 32, 4, 2880, 2880, 3);
-        check_moe(4, 32, 4, 2880, 2880, 3);
-        check_moe(2, 12, 3, 160, 224, 3);
+    if (cur == 11) { /* whether the sm_90 cluster forms run here (0: they do not) */
+        int dn, a4, a16;
+        cuda_test_cluster_caps(&dn, &a4, &a16);
+        printf("clusters resident at once: v11 down (1,4) %d, attention (1,1,4) %d, (1,1,16) %d\n", dn, a4, a16);
     }
     moe_tc = moe_i8 = 0;
 }

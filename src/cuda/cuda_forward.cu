@@ -110,22 +110,14 @@ static cublasStatus_t enqueue_body(backend *b, int T, int keys_full, int lm_rows
         if (dec) {
             cu_matvec_bf16(L->o_w, H, Q, b->attn, T, L->o_b, b->x, b->x, H, s);
             if (tx == TX_O) cu_matvec_bf16(L2->o_w, H, Q, b->attn, T, L2->o_b, b->hf, b->hf, H, s);
-            /* the router inside gate_up where the kernels allow it (v11, E <= 32, sm_90) */
-            bool routed = tx == TX_NONE &&
-                          cu_moe_gate_up_decode_routed(L->gu_blocks, L->gu_scales, L->gu_bias, b->x, L->mlp_norm,
-                                                       c->rms_eps, L->router_w, L->router_b, b->rlog, E,
-                                                       b->sel_e, b->sel_w, b->act_dec, T, K, H, I,
-                                                       c->swiglu_limit, c->swiglu_alpha, s);
-            if (!routed)
-                cu_matvec_norm_bf16(L->router_w, E, H, b->x, T, L->router_b, NULL, b->rlog, E,
-                                    L->mlp_norm, c->rms_eps, b->hf, s);
+            cu_matvec_norm_bf16(L->router_w, E, H, b->x, T, L->router_b, NULL, b->rlog, E,
+                                L->mlp_norm, c->rms_eps, b->hf, s);
             if (tx == TX_ROUTER)
                 cu_matvec_norm_bf16(L2->router_w, E, H, b->x, T, L2->router_b, NULL, b->rlog, E,
                                     L2->mlp_norm, c->rms_eps, b->hf, s);
-            if (!routed)
-                cu_moe_gate_up_decode(L->gu_blocks, L->gu_scales, L->gu_bias, b->hf, NULL, 0.0f,
-                                      b->rlog, E, b->sel_e, b->sel_w, b->act_dec, T, K, H, I,
-                                      c->swiglu_limit, c->swiglu_alpha, s);
+            cu_moe_gate_up_decode(L->gu_blocks, L->gu_scales, L->gu_bias, b->hf, NULL, 0.0f,
+                                  b->rlog, E, b->sel_e, b->sel_w, b->act_dec, T, K, H, I,
+                                  c->swiglu_limit, c->swiglu_alpha, s);
             if (tx == TX_GU || tx == TX_GUH || tx == TX_GUT)
                 cu_moe_gate_up_decode(L2->gu_blocks, L2->gu_scales, L2->gu_bias, b->hf, NULL, 0.0f,
                                       b->rlog, E, b->sel_e, b->sel_w, b->act_dec, T, K, H,

@@ -208,16 +208,6 @@ void cu_moe_gate_up_decode(const uint8_t *blocks, const uint8_t *scales, const f
                            const float *h, const float *norm_w, float eps, const float *logits,
                            int E, int *sel_e, float *sel_w, float *act, int T, int k, int H,
                            int I, float limit, float alpha, cudaStream_t s);
-/* The router launch and gate_up in one (v11 on sm_90, E <= 32): h =
- * rmsnorm(x[t]) * norm_w, logits = router_w h + router_b (also stored in
- * `logits` when non-NULL), the top k and softmax into sel_e/sel_w, then
- * act as cu_moe_gate_up_decode. Returns 0 (nothing launched) when the
- * version, the shape or the device does not allow it. */
-int cu_moe_gate_up_decode_routed(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                                 const float *x, const float *norm_w, float eps, const bf16 *router_w,
-                                 const float *router_b, float *logits, int E, int *sel_e, float *sel_w,
-                                 float *act, int T, int k, int H, int I, float limit, float alpha,
-                                 cudaStream_t s);
 /* x[t][r] += sum_j sel_w[t][j] * (W_d,e act[t][j] + b_d,e)[r]. y / cnt: v11's
  * scratch (below; NULL: v11 falls back to v7f). */
 void cu_moe_down_decode(const uint8_t *blocks, const uint8_t *scales, const float *bias,
@@ -272,11 +262,7 @@ int cu_moe_gate_up_decode_v11(const uint8_t *blocks, const uint8_t *scales, cons
                               const float *h, const float *norm_w, const float *logits, int E,
                               int *sel_e, float *sel_w, float *act, int T, int k, int H, int I,
                               float limit, float alpha, cudaStream_t s);
-int cu_moe_gate_up_decode_v11r(const uint8_t *blocks, const uint8_t *scales, const float *bias, const float *x,
-                               const float *norm_w, float eps, const bf16 *router_w, const float *router_b,
-                               float *logits, int E, int *sel_e, float *sel_w, float *act, int T, int k, int H,
-                               int I, float limit, float alpha, cudaStream_t s);
-void cu_v11_cluster_caps(int *down_k4, int *route_c2);
+int cu_v11_cluster_cap_down(void); /* clusters of (1, 4) down blocks resident at once (0: not used) */
 int cu_moe_down_decode_v11(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                            const float *act, const int *sel_e, const float *sel_w, float *x, float *y,
                            unsigned *cnt, int T, int k, int H, int I, cudaStream_t s);

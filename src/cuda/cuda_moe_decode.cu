@@ -235,16 +235,6 @@ __global__ void __launch_bounds__(256, 2) k_moe_gate_up(const uint8_t *__restric
     }
 }
 
-int cu_moe_gate_up_decode_routed(const uint8_t *blocks, const uint8_t *scales, const float *bias,
-                                 const float *x, const float *norm_w, float eps, const bf16 *router_w,
-                                 const float *router_b, float *logits, int E, int *sel_e, float *sel_w,
-                                 float *act, int T, int k, int H, int I, float limit, float alpha,
-                                 cudaStream_t s) {
-    return g_moe_variant == 11 && cu_moe_gate_up_decode_v11r(blocks, scales, bias, x, norm_w, eps, router_w,
-                                                             router_b, logits, E, sel_e, sel_w, act, T, k, H,
-                                                             I, limit, alpha, s);
-}
-
 void cu_moe_gate_up_decode(const uint8_t *blocks, const uint8_t *scales, const float *bias,
                            const float *h, const float *norm_w, float eps, const float *logits,
                            int E, int *sel_e, float *sel_w, float *act, int T, int k, int H,

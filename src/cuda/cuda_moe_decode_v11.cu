@@ -344,119 +344,6 @@ __global__ void __launch_bounds__(736, 1) k_moe_gate_up_v11(
     v11_swiglu_out(act + (size_t)pair_idx * I + tile0 * 8, part, bpre, nt, NSB, limit, alpha);
 }
 
-/* The router fused into gate_up (E <= 32, sm_90; GPTOSS_CUDA_V11_ROUTE=0
- * turns it off): what the router launch took. */
-struct V11Route {
-    const float *x;      /* [T][H] residual (o_proj's output) */
-    const float *norm_w; /* [H] the MLP RMSNorm weight */
-    float eps;
-    const bf16 *w;       /* [E][H] router weights */
-    const float *b;      /* [E] router bias */
-    float *logits;       /* [T][E] written for inspection (may be NULL) */
-};
-#define V11R_ROWS 16 /* router rows a block computes at most (E / cluster size) */
-
-/* Sums p[r] over the 32 lanes of the warp for 16 rows at once (16 shuffles
- * instead of 80): returns row v11_row16(lane)'s sum on even lanes. */
-static __device__ __forceinline__ float v11_reduce16(float (&p)[V11R_ROWS]) {
-    int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int o = 16, n = 8; o > 1; o >>= 1, n >>= 1) {
-        bool up = lane & o;
-#pragma unroll
-        for (int i = 0; i < n; i++) {
-            float send = up ? p[i] : p[i + n], keep = up ? p[i + n] : p[i];
-            p[i] = keep + __shfl_xor_sync(0xffffffffu, send, o);
-        }
-    }
-    return p[0] + __shfl_xor_sync(0xffffffffu, p[0], 1);
-}
-static __device__ __forceinline__ int v11_row16(int lane) {
-    return ((lane >> 4) & 1) * 8 + ((lane >> 3) & 1) * 4 + ((lane >> 2) & 1) * 2 + ((lane >> 1) & 1);
-}
-
-/* cluster (1, C) over the grid (bx, T*k): the C blocks of a cluster belong
- * to one token (C divides k) and compute E / C router logits each from their
- * rows of the router (copied to shared memory before the wait: weights), the
- * RMSNorm of the residual done in every block (it is the block's input
- * slice anyway); after a cluster barrier every warp reads the E logits
- * through distributed shared memory and picks the top k itself. The rest is
- * k_moe_gate_up_v11. Replaces the router launch and its logits round trip.
- * Shared memory: as k_moe_gate_up_v11, then red [32], rpart [NSB][16],
- * lg [16], router rows [E / C][H] bf16. */
-template <int NBC>
-__global__ void __launch_bounds__(736, 1) k_moe_gate_up_v11r(
-    const uint8_t *__restrict__ blocks, const uint8_t *__restrict__ scales, const float *__restrict__ bias,
-    V11Route R, int E, int C, int *sel_e, float *sel_w, float *__restrict__ act, int k, int H, int I,
-    float limit, float alpha, int TPB) {
-    extern __shared__ __align__(16) unsigned char v11_smem[];
-    const int NB = NBC ? NBC : H / 32, NSB = (NB + 3) / 4, N = 2 * I, NT = N / 16;
-    const int tile0 = blockIdx.x * TPB, nt = min(TPB, NT - tile0);
-    unsigned char *limbs = v11_smem;
-    float *part = reinterpret_cast<float *>(v11_smem + v11_align16((size_t)NB * V11_LIMB_BYTES)); /* [nt][NSB][16] */
-    float *bpre = part + (size_t)TPB * NSB * 16;
-    float *red = bpre + 16 * TPB + 4;   /* [32] */
-    float *rpart = red + 32;            /* [NSB][16] */
-    float *lg = rpart + NSB * 16;       /* [16] */
-    bf16 *rw = reinterpret_cast<bf16 *>(lg + V11R_ROWS); /* [E / C][H]; 16-byte aligned: all before are multiples of 4 floats */
-    int pair_idx = blockIdx.y, tok = pair_idx / k, jsel = pair_idx % k, rank = jsel % C, RPB = E / C;
-    int lane = threadIdx.x & 31, sb = threadIdx.x >> 5;
-    /* before the wait only weights: the block's router rows, its norm slice, the bias */
-    const bf16 *wsrc = R.w + (size_t)rank * RPB * H;
-    for (int c = threadIdx.x; c < RPB * H / 8; c += blockDim.x) cu_cp16(rw + 8 * c, wsrc + 8 * c, 16);
-    cu_cp_commit();
-    float4 nw = v11_x4(R.norm_w, NB);
-    float rb = threadIdx.x < RPB ? __ldg(R.b + rank * RPB + threadIdx.x) : 0.0f;
-    pdl_trigger();
-    pdl_wait(); /* x is o_proj's output */
-    float4 xr = v11_x4(R.x + (size_t)tok * H, NB);
-    float ss = warp_sum(xr.x * xr.x + xr.y * xr.y + xr.z * xr.z + xr.w * xr.w);
-    if (lane == 0) red[sb] = ss;
-    cu_cp_wait_all();
-    __syncthreads();
-    float tot = 0.0f;
-    for (int w = 0; w < NSB; w++) tot += red[w];
-    float inv = rsqrtf(tot / (float)H + R.eps);
-    float4 x4 = make_float4(xr.x * (inv * nw.x), xr.y * (inv * nw.y), xr.z * (inv * nw.z), xr.w * (inv * nw.w));
-    /* this warp's 128-k slice of the block's router rows: element 128 sb + 4 lane (as v11_x4) */
-    int kb = 128 * sb + 4 * lane;
-    float pr[V11R_ROWS];
-#pragma unroll
-    for (int r = 0; r < V11R_ROWS; r++) {
-        pr[r] = 0.0f;
-        if (r < RPB && kb < H) {
-            uint2 wv = *reinterpret_cast<const uint2 *>(rw + (size_t)r * H + kb);
-            pr[r] = fmaf(bf_hi(wv.y), x4.w, fmaf(bf_lo(wv.y), x4.z, fmaf(bf_hi(wv.x), x4.y, bf_lo(wv.x) * x4.x)));
-        }
-    }
-    float rs = v11_reduce16(pr);
-    if (!(lane & 1)) rpart[sb * 16 + v11_row16(lane)] = rs;
-    __syncthreads();
-    if ((int)threadIdx.x < RPB) {
-        float v = 0.0f;
-        for (int w = 0; w < NSB; w++) v += rpart[w * 16 + threadIdx.x];
-        v += rb;
-        lg[threadIdx.x] = v;
-        if (R.logits && blockIdx.x == 0 && jsel < C) R.logits[(size_t)tok * E + rank * RPB + threadIdx.x] = v;
-    }
-    cluster_sync(); /* every block's logits are in its shared memory */
-    float v = lane < E ? ld_cluster_f32(lg + lane % RPB, (unsigned)(lane / RPB)) : -INFINITY;
-    cluster_arrive(); /* done reading the others' logits (waited for at the end) */
-    int sel[CU_MAX_TOPK];
-    float wts[CU_MAX_TOPK];
-    cu_warp_topk32(v, k, sel, wts);
-    if (blockIdx.x == 0 && jsel == 0 && threadIdx.x == 0)
-        for (int r = 0; r < k; r++) {
-            sel_e[tok * k + r] = sel[r];
-            sel_w[tok * k + r] = wts[r];
-        }
-    int e = sel[jsel];
-    v11_body(blocks + (size_t)e * N * NB * 16, scales + (size_t)e * N * NB, tile0 * 16, nt,
-             bias + (size_t)e * N + tile0 * 16, x4, limbs, part, bpre, NB, NSB);
-    v11_swiglu_out(act + (size_t)pair_idx * I + tile0 * 8, part, bpre, nt, NSB, limit, alpha);
-    cluster_wait();
-}
-
 /* grid (bx, T*k), NSB warps; block bx: output tiles [bx*TPB, +TPB) of the
  * expert of token/expert pair blockIdx.y; each block's rows r get y_j[r]
  * (bias included), then x[r] += sum_j w_j y_j[r] in expert order, as v7f.
@@ -528,11 +415,8 @@ __global__ void __launch_bounds__(736, 1) k_moe_down_v11(
 /* GPTOSS_CUDA_V11_CLUSTER=0: down's combine through the scratch y and an
  * atomic counter also on sm_90 (comparisons; it is the only form below sm_90) */
 static int g_v11_cluster = 1;
-/* GPTOSS_CUDA_V11_ROUTE=0: the router as its own launch (comparisons) */
-static int g_v11_route = 1;
-/* clusters resident at once: down [instantiation: 0 generic, 1 K = 2880][cluster
- * size k], gate_up with the router [instantiation][cluster size C] (0 = refused) */
-static int g_v11_cap_dn[2][9], g_v11_cap_rt[2][3];
+/* down's clusters resident at once [instantiation: 0 generic, 1 K = 2880][cluster size k] (0 = refused) */
+static int g_v11_cap_dn[2][9];
 
 template <int NBC> static void v11_down_attrs(int optin) {
     cudaFuncSetAttribute(k_moe_down_v11<NBC, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
@@ -542,7 +426,6 @@ template <int NBC> static void v11_down_attrs(int optin) {
 void cu_moe_decode_v11_init(void) {
     pdl_mode_upload();
     const char *dv = getenv("GPTOSS_CUDA_V11_DOWN"), *cl = getenv("GPTOSS_CUDA_V11_CLUSTER");
-    const char *rt = getenv("GPTOSS_CUDA_V11_ROUTE");
     g_v11_down = !(dv && !strcmp(dv, "0"));
     int sms, optin, dev = 0, major = 0;
     cu_device_limits(&sms, &optin);
@@ -552,24 +435,16 @@ void cu_moe_decode_v11_init(void) {
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
         major = 0;
     g_v11_cluster = major >= 9 && !(cl && !strcmp(cl, "0"));
-    g_v11_route = g_v11_cluster && !(rt && !strcmp(rt, "0"));
     cudaFuncSetAttribute(k_moe_gate_up_v11<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
     cudaFuncSetAttribute(k_moe_gate_up_v11<V11_NB_GPTOSS>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
-    cudaFuncSetAttribute(k_moe_gate_up_v11r<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
-    cudaFuncSetAttribute(k_moe_gate_up_v11r<V11_NB_GPTOSS>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin);
     v11_down_attrs<0>(optin);
     v11_down_attrs<V11_NB_GPTOSS>(optin);
     /* clusters resident at once, asked here (outside graph capture) at one
      * block per multiprocessor (736 threads of 80 registers allow no more) */
     memset(g_v11_cap_dn, 0, sizeof g_v11_cap_dn);
-    memset(g_v11_cap_rt, 0, sizeof g_v11_cap_rt);
     for (int c = 1; c <= 8 && g_v11_cluster; c++) {
         g_v11_cap_dn[0][c] = cu_cluster_capacity(k_moe_down_v11<0, true>, dim3(736), dim3(1, c, 1), optin);
         g_v11_cap_dn[1][c] = cu_cluster_capacity(k_moe_down_v11<V11_NB_GPTOSS, true>, dim3(736), dim3(1, c, 1), optin);
-        if (c <= 2) {
-            g_v11_cap_rt[0][c] = cu_cluster_capacity(k_moe_gate_up_v11r<0>, dim3(736), dim3(1, c, 1), optin);
-            g_v11_cap_rt[1][c] = cu_cluster_capacity(k_moe_gate_up_v11r<V11_NB_GPTOSS>, dim3(736), dim3(1, c, 1), optin);
-        }
     }
     cudaGetLastError();
 }
@@ -599,45 +474,8 @@ int cu_moe_gate_up_decode_v11(const uint8_t *blocks, const uint8_t *scales, cons
     return 1;
 }
 
-/* For the parity test's report: clusters resident at once (K = 2880 forms). */
-void cu_v11_cluster_caps(int *down_k4, int *route_c2) {
-    *down_k4 = g_v11_cap_dn[1][4];
-    *route_c2 = g_v11_cap_rt[1][2];
-}
-
-/* gate_up with the router fused (k_moe_gate_up_v11r) when E <= 32, the
- * device takes clusters and all of them fit at once; 0: the caller runs the
- * router launch and cu_moe_gate_up_decode. */
-int cu_moe_gate_up_decode_v11r(const uint8_t *blocks, const uint8_t *scales, const float *bias, const float *x,
-                               const float *norm_w, float eps, const bf16 *router_w, const float *router_b,
-                               float *logits, int E, int *sel_e, float *sel_w, float *act, int T, int k, int H,
-                               int I, float limit, float alpha, cudaStream_t s) {
-    int NB = H / 32, NSB = (NB + 3) / 4;
-    if (!g_v11_route || !x || !norm_w || !router_w || !router_b || H % 32 || H < 32 || NSB > 23 || (2 * I) % 16 ||
-        k < 1 || k > CU_MAX_TOPK || k > E || E > 2 * V11R_ROWS || T < 1 || I < 1)
-        return 0;
-    int C = k % 2 == 0 && E % 2 == 0 && E / 2 <= V11R_ROWS ? 2 : E <= V11R_ROWS ? 1 : 0;
-    if (!C) return 0;
-    int P = T * k, bx, TPB;
-    moe_tile_grid(g_v11_sms, 2 * I / 16, P, &bx, &TPB);
-    size_t smem = v11_smem_bytes(NB, TPB) + sizeof(float) * (32 + 16 * (size_t)NSB + V11R_ROWS) +
-                  sizeof(bf16) * (size_t)(E / C) * H;
-    if (smem > (size_t)g_v11_smem_max) return 0;
-    bool gp = NB == V11_NB_GPTOSS;
-    if (g_v11_cap_rt[gp][C] * C < bx * P) return 0; /* not all at once */
-    V11Route R = { x, norm_w, eps, router_w, router_b, logits };
-    cudaError_t e = gp ? cu_launch_cluster(k_moe_gate_up_v11r<V11_NB_GPTOSS>, dim3(bx, P), dim3(32 * NSB),
-                                           dim3(1, C, 1), smem, g_cu_pdl >= 2, s, blocks, scales, bias, R, E, C,
-                                           sel_e, sel_w, act, k, H, I, limit, alpha, TPB)
-                       : cu_launch_cluster(k_moe_gate_up_v11r<0>, dim3(bx, P), dim3(32 * NSB), dim3(1, C, 1), smem,
-                                           g_cu_pdl >= 2, s, blocks, scales, bias, R, E, C, sel_e, sel_w, act, k,
-                                           H, I, limit, alpha, TPB);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
-    }
-    return 1;
-}
+/* For the parity test's report. */
+int cu_v11_cluster_cap_down(void) { return g_v11_cap_dn[1][4]; }
 
 /* The cluster form of down when the device takes it with all bx clusters of
  * a token resident at once. */

@@ -209,41 +209,9 @@ extern "C" int cuda_test_moe(const uint8_t *gu_blocks, const uint8_t *gu_scales,
     return get(x, dx, (size_t)T * H * 4);
 }
 
-extern "C" int cuda_test_moe_routed(const uint8_t *gu_blocks, const uint8_t *gu_scales, const float *gu_bias,
-                                    const uint8_t *dn_blocks, const uint8_t *dn_scales, const float *dn_bias,
-                                    const float *norm_w, float eps, const uint16_t *router_w,
-                                    const float *router_b, float *logits, float *x, int T, int E, int k, int H,
-                                    int I, float limit, float alpha) {
-    dev_pool dp;
-    uint8_t *gb = dp.put(gu_blocks, (size_t)E * 2 * I * H / 2);
-    uint8_t *gs = dp.put(gu_scales, (size_t)E * 2 * I * H / 32);
-    float *gbias = dp.put(gu_bias, (size_t)E * 2 * I);
-    uint8_t *db = dp.put(dn_blocks, (size_t)E * H * I / 2);
-    uint8_t *ds = dp.put(dn_scales, (size_t)E * H * I / 32);
-    float *dbias = dp.put(dn_bias, (size_t)E * H);
-    float *dnw = dp.put(norm_w, (size_t)H);
-    bf16 *drw = (bf16 *)dp.put(router_w, (size_t)E * H);
-    float *drb = dp.put(router_b, (size_t)E);
-    float *dl = dp.alloc<float>((size_t)T * E);
-    float *dx = dp.put(x, (size_t)T * H);
-    int *sel_e = dp.alloc<int>((size_t)T * k);
-    float *sel_w = dp.alloc<float>((size_t)T * k);
-    float *act = dp.alloc<float>((size_t)T * k * I);
-    float *y = dp.alloc<float>((size_t)CU_DECODE_MAX_T * k * H);
-    unsigned *cnt = dp.alloc<unsigned>((size_t)CU_DECODE_MAX_T * CU_V11_MAX_RANGES);
-    if (dp.failed) return finish(dp, "moe routed");
-    if (!cu_moe_gate_up_decode_routed(gb, gs, gbias, dx, dnw, eps, drw, drb, dl, E, sel_e, sel_w, act, T, k, H, I,
-                                      limit, alpha, 0))
-        return finish(dp, "moe routed") ? -1 : 1;
-    cu_moe_down_decode(db, ds, dbias, act, sel_e, sel_w, dx, y, cnt, T, k, H, I, 0);
-    if (finish(dp, "moe routed")) return -1;
-    if (get(logits, dl, (size_t)T * E * 4)) return -1;
-    return get(x, dx, (size_t)T * H * 4);
-}
-
-extern "C" void cuda_test_cluster_caps(int *down_k4, int *route_c2, int *attn_z4, int *attn_z16) {
+extern "C" void cuda_test_cluster_caps(int *down_k4, int *attn_z4, int *attn_z16) {
     cu_kernels_init();
-    cu_v11_cluster_caps(down_k4, route_c2);
+    *down_k4 = cu_v11_cluster_cap_down();
     *attn_z4 = cu_attn_decode_cap(4);
     *attn_z16 = cu_attn_decode_cap(16);
 }

@@ -54,20 +54,9 @@ int cuda_test_moe(const uint8_t *gu_blocks, const uint8_t *gu_scales, const floa
                   const float *h, const float *router_logits, float *x, int T, int E, int k,
                   int H, int I, float limit, float alpha, int grouped);
 
-/* The router fused into gate_up (cu_moe_gate_up_decode_routed), then the
- * decode down: x [T, H] is the residual, normalised (norm_w, eps) and routed
- * (router_w [E, H] bf16 bits, router_b [E]) inside the kernel; logits [T, E]
- * receives the router logits; x += the MoE output. Returns 1 when the
- * fused form is not available here (nothing ran), 0 on success, -1 on error. */
-int cuda_test_moe_routed(const uint8_t *gu_blocks, const uint8_t *gu_scales, const float *gu_bias,
-                         const uint8_t *dn_blocks, const uint8_t *dn_scales, const float *dn_bias,
-                         const float *norm_w, float eps, const uint16_t *router_w, const float *router_b,
-                         float *logits, float *x, int T, int E, int k, int H, int I, float limit, float alpha);
-
 /* Thread-block clusters resident at once (0: that cluster form is not used
- * here): v11 down (1, 4), gate_up with the router (1, 2), decode attention
- * (1, 1, 4) and (1, 1, 16). */
-void cuda_test_cluster_caps(int *down_k4, int *route_c2, int *attn_z4, int *attn_z16);
+ * here): v11 down (1, 4), decode attention (1, 1, 4) and (1, 1, 16). */
+void cuda_test_cluster_caps(int *down_k4, int *attn_z4, int *attn_z16);
 
 /* Selects the decode MoE kernel version used by cuda_test_moe (1, 4 or 5, see
  * GPTOSS_CUDA_MOE_DECODE in cuda_moe_decode.cu); returns the previous one. */
