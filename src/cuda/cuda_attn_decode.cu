@@ -31,6 +31,10 @@ static int g_ad_on = -1; /* -1: cu_attn_decode_init not run yet */
 /* 1: the keys of earlier passes are requested before griddepcontrol.wait
  * (GPTOSS_CUDA_ATTN_EARLY=0: after it, as everything else) */
 static __constant__ int c_ad_early;
+/* 1: o_proj may launch when this kernel starts (GPTOSS_CUDA_ATTN_RELEASE=start) */
+static __constant__ int c_ad_start;
+/* keys a block aims at (GPTOSS_CUDA_ATTN_CL_KEYS, 16..64; the cluster has up to 16 blocks) */
+static int g_ad_keys = 32;
 static int g_ad_cap[AD_ZMAX + 1]; /* clusters of Z blocks (256 threads) resident at once; 0 = refused */
 
 /* grid (T, nkv, Z), cluster (1, 1, Z), G warps (one per query head of the
@@ -45,7 +49,8 @@ __global__ void __launch_bounds__(256) k_attn_decode_cl(cu_attn_args a) {
     float *ps = vs + AD_KMAX * AD_KP;                 /* [G][HD + 2] */
     int t = blockIdx.x, kvh = blockIdx.y, z = blockIdx.z;
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5, h = kvh * G + w;
-    pdl_trigger();
+    if (c_ad_start) pdl_launch_dependents();
+    else pdl_trigger();
     /* positions and slots are the pass's parameters (copied before the graph) */
     int p = a.pos[t], sl_t = a.slot[t];
     int lo = a.window > 0 ? max(0, p - a.window + 1) : 0;
@@ -117,7 +122,7 @@ __global__ void __launch_bounds__(256) k_attn_decode_cl(cu_attn_args a) {
             o1 = fmaf(pb, vr[lane + 32], o1);
         }
     }
-    pdl_trigger_end();
+    if (!c_ad_start) pdl_trigger_end();
     float *pw = ps + w * (AD_HD + 2);
     if (lane == 0) { pw[0] = m; pw[1] = l; }
     pw[2 + lane] = o0;
@@ -159,6 +164,11 @@ void cu_attn_decode_init(void) {
     if (g_ad_on) {
         int early = !(ev && !strcmp(ev, "0"));
         cudaMemcpyToSymbol(c_ad_early, &early, sizeof early);
+        const char *rel = getenv("GPTOSS_CUDA_ATTN_RELEASE"), *kv = getenv("GPTOSS_CUDA_ATTN_CL_KEYS");
+        int start = rel && !strcmp(rel, "start");
+        cudaMemcpyToSymbol(c_ad_start, &start, sizeof start);
+        g_ad_keys = kv ? atoi(kv) : 32;
+        g_ad_keys = g_ad_keys < 16 ? 16 : g_ad_keys > AD_KMAX ? AD_KMAX : g_ad_keys;
         cudaFuncSetAttribute(k_attn_decode_cl, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
         cudaFuncSetAttribute(k_attn_decode_cl, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ad_smem(8));
         for (int z = 1; z <= AD_ZMAX; z++)
@@ -176,7 +186,7 @@ int cu_attention_cluster(const cu_attn_args *a, cudaStream_t s) {
         G > 8 || G * a->nkv != a->nh || a->ldq % 4)
         return 0;
     int keys = a->max_keys < 1 ? 1 : a->max_keys;
-    int Z = (keys + 31) / 32; /* about 32 keys a block while that fits a cluster */
+    int Z = (keys + g_ad_keys - 1) / g_ad_keys; /* about g_ad_keys keys a block while that fits a cluster */
     if (Z > AD_ZMAX) Z = AD_ZMAX;
     if (keys > Z * AD_KMAX) return 0; /* long contexts: k_attention's many splits */
     if (g_ad_cap[Z] < 1) return 0;

@@ -4,6 +4,14 @@
 #include "cuda_internal.h"
 #include "cuda_matvec.cuh"
 
+#include <stdlib.h>
+#include <string.h>
+
+/* 1: the successor (attention, which requests earlier passes' keys before
+ * its wait) may launch when this kernel starts (GPTOSS_CUDA_QKV_RELEASE=start);
+ * 0: as every decode kernel (c_pdl_late) */
+static __constant__ int c_qkv_start;
+
 template <int T>
 __global__ void __launch_bounds__(256) k_qkv_rope(const bf16 *__restrict__ W, int K,
                                                   const float *__restrict__ x,
@@ -24,7 +32,8 @@ __global__ void __launch_bounds__(256) k_qkv_rope(const bf16 *__restrict__ W, in
                                  reinterpret_cast<const uint4 *>(W + (size_t)r2 * K) };
     mv_first<2> f;
     mv_issue_first<2>(wr, K, f);
-    pdl_trigger();
+    if (c_qkv_start) pdl_launch_dependents();
+    else pdl_trigger();
     pdl_wait(); /* x is the predecessor's output */
     /* lane t < T: its token's epilogue operands (bias, position, rotation,
      * slot) before the matvec, not after it (one memory latency less) */
@@ -44,7 +53,7 @@ __global__ void __launch_bounds__(256) k_qkv_rope(const bf16 *__restrict__ W, in
     if (pi >= npairs) return;
     float acc[2][T];
     mv_rows<T, 2>(wr, xs4, K, f, acc);
-    pdl_trigger_end();
+    if (!c_qkv_start) pdl_trigger_end();
 #pragma unroll
     for (int t = 0; t < T; t++) {
         if (lane != t) continue;
@@ -71,6 +80,9 @@ template <int T> static void config_qkv(void) {
 
 void cu_decode_init(void) {
     pdl_mode_upload();
+    const char *rel = getenv("GPTOSS_CUDA_QKV_RELEASE");
+    int start = rel && !strcmp(rel, "start");
+    cudaMemcpyToSymbol(c_qkv_start, &start, sizeof start);
     config_qkv<1>(); config_qkv<2>(); config_qkv<3>(); config_qkv<4>();
 }
 
