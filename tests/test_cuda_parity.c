@@ -476,36 +476,38 @@ static void test_moe_decode_v7_shapes(void **state) {
 
 /* v9 (tensor cores, bf16 hi + lo inputs) on the same cases as
  * test_moe_decode_versions, with the tensor-core (hi + lo bf16) tolerance. */
-static void test_moe_decode_v9(void **state) {
-    (void)state;
-    need_gpu();
-    int prev = cuda_test_moe_decode_variant(9);
-    moe_label = " v9";
+/* Runs fn (the cases) with tensor-core decode version v in use, labelled. */
+static void with_tc_version(int v, const char *label, void (*fn)(void)) {
+    int prev = cuda_test_moe_decode_variant(v);
+    moe_label = label;
     moe_tc = 1;
     moe_i8 = 0;
-    check_moe_decode_cases();
+    fn();
     moe_label = "";
     moe_tc = 0;
     cuda_test_moe_decode_variant(prev);
+}
+
+static void test_moe_decode_v9(void **state) {
+    (void)state;
+    need_gpu();
+    with_tc_version(9, " v9", check_moe_decode_cases);
 }
 
 /* v11 (int8 tensor cores, x as three int8 limbs: exact to 2^-21 of each
  * 128-element max) on the same cases (K = 3072..3136 exceed its 23 warps and
  * fall back to v7f / v4), plus gate_up and down each alone at K = 2880 (the
  * compile-time-offset instantiation) against an awkward K on the other side. */
-static void test_moe_decode_v11(void **state) {
-    (void)state;
-    need_gpu();
-    int prev = cuda_test_moe_decode_variant(11);
-    moe_label = " v11";
-    moe_tc = 1;
-    moe_i8 = 0;
+static void v11_cases(void) {
     check_moe_decode_cases();
     check_moe(2, 8, 4, 544, 2880, 0);
     check_moe(1, 8, 2, 2880, 160, 2);
-    moe_label = "";
-    moe_tc = 0;
-    cuda_test_moe_decode_variant(prev);
+}
+
+static void test_moe_decode_v11(void **state) {
+    (void)state;
+    need_gpu();
+    with_tc_version(11, " v11", v11_cases);
 }
 
 static void test_moe_grouped(void **state) {

@@ -48,17 +48,35 @@ typedef struct {
 extern int g_cu_pdl;
 extern int g_cu_pdl_late; /* level 3 (the default): level 2 with successors released late */
 
-template <typename... KArgs, typename... Args>
-static inline void cu_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
-                             cudaStream_t s, Args... args) {
+/* The configuration every launch below starts from (no attributes). */
+static inline cudaLaunchConfig_t cu_launch_config(dim3 grid, dim3 block, size_t smem, cudaStream_t s) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
-    cudaLaunchAttribute at[1] = {};
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
+    return cfg;
+}
+static inline cudaLaunchAttribute cu_pdl_attr(void) {
+    cudaLaunchAttribute a = {};
+    a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    a.val.programmaticStreamSerializationAllowed = 1;
+    return a;
+}
+static inline cudaLaunchAttribute cu_cluster_attr(dim3 cluster) {
+    cudaLaunchAttribute a = {};
+    a.id = cudaLaunchAttributeClusterDimension;
+    a.val.clusterDim.x = cluster.x;
+    a.val.clusterDim.y = cluster.y;
+    a.val.clusterDim.z = cluster.z;
+    return a;
+}
+
+template <typename... KArgs, typename... Args>
+static inline void cu_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                             cudaStream_t s, Args... args) {
+    cudaLaunchConfig_t cfg = cu_launch_config(grid, block, smem, s);
+    cudaLaunchAttribute at[1] = { cu_pdl_attr() };
     cfg.attrs = at;
     cfg.numAttrs = g_cu_pdl ? 1 : 0;
     cudaLaunchKernelEx(&cfg, kern, args...);
@@ -70,36 +88,20 @@ static inline void cu_launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size
 template <typename... KArgs, typename... Args>
 static inline cudaError_t cu_launch_cluster(void (*kern)(KArgs...), dim3 grid, dim3 block, dim3 cluster,
                                             size_t smem, bool pdl, cudaStream_t s, Args... args) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute at[2] = {};
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = cluster.x;
-    at[0].val.clusterDim.y = cluster.y;
-    at[0].val.clusterDim.z = cluster.z;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = cu_launch_config(grid, block, smem, s);
+    cudaLaunchAttribute at[2] = { cu_cluster_attr(cluster), cu_pdl_attr() };
     cfg.attrs = at;
     cfg.numAttrs = pdl ? 2 : 1;
     return cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
 /* How many clusters of `cluster` blocks of `kern` can be resident at once
- * (0 when the device or the shape does not allow clusters). */
+ * (0 when the device or the shape does not allow clusters). Not a stream
+ * operation, but asked at init, outside graph capture, by its callers. */
 template <typename... KArgs>
 static inline int cu_cluster_capacity(void (*kern)(KArgs...), dim3 block, dim3 cluster, size_t smem) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(cluster.x, cluster.y, cluster.z);
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cudaLaunchAttribute at[1] = {};
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = cluster.x;
-    at[0].val.clusterDim.y = cluster.y;
-    at[0].val.clusterDim.z = cluster.z;
+    cudaLaunchConfig_t cfg = cu_launch_config(cluster, block, smem, 0);
+    cudaLaunchAttribute at[1] = { cu_cluster_attr(cluster) };
     cfg.attrs = at;
     cfg.numAttrs = 1;
     int n = 0;
@@ -129,6 +131,8 @@ void cu_kernels_init(void);
 /* Multiprocessors and the opt-in shared memory per block of the current
  * device (132 and 48 KiB when they cannot be read). */
 void cu_device_limits(int *sms, int *smem_optin);
+/* Compute capability major of the current device (0 when it cannot be read). */
+int cu_device_major(void);
 void cu_moe_decode_init(void);
 void cu_moe_gemm_init(void);
 void cu_decode_init(void);
@@ -313,25 +317,6 @@ int cu_moe_gemm_v4(const uint8_t *gu_blocks, const uint8_t *gu_scales, const flo
                    int T, int k, int E, int H, int I, float limit, float alpha, cudaStream_t s);
 /* ---- end grouped GEMM v2 */
 
-/* The E <= 32 form (the 20b): lane l holds logit l (bias included; -INFINITY
- * past E), one expert per lane, the same rounds without the 8-slot scans. */
-static __device__ __forceinline__ void cu_warp_topk32(float v, int k, int *sel, float *w) {
-    int lane = threadIdx.x & 31;
-    float best0 = 0.0f, sum = 0.0f;
-    for (int r = 0; r < k; r++) {
-        float m = v;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        int wl = __ffs(__ballot_sync(0xffffffffu, v == m)) - 1;
-        if (lane == wl) v = -INFINITY;
-        if (r == 0) best0 = m;
-        sel[r] = wl;
-        w[r] = expf(m - best0);
-        sum += w[r];
-    }
-    for (int r = 0; r < k; r++) w[r] /= sum;
-}
-
 /* Warp-wide router top-k over logits[0..E) (+ bias), E <= 256: the k best
  * (lowest index on ties), softmax over them. Every lane returns the result.
  * Lane l holds experts l*NPL .. l*NPL+NPL-1 (NPL = ceil(E/32)), so that the
@@ -340,8 +325,21 @@ static __device__ __forceinline__ void cu_warp_topk32(float v, int k, int *sel, 
 static __device__ __forceinline__ void cu_warp_topk(const float *logits, const float *bias, int E,
                                                     int k, int *sel, float *w) {
     int lane = threadIdx.x & 31;
-    if (E <= 32) {
-        cu_warp_topk32(lane < E ? logits[lane] + (bias ? bias[lane] : 0.0f) : -INFINITY, k, sel, w);
+    if (E <= 32) { /* one expert per lane (the 20b): the same rounds without the 8-slot scans */
+        float v = lane < E ? logits[lane] + (bias ? bias[lane] : 0.0f) : -INFINITY;
+        float best0 = 0.0f, sum = 0.0f;
+        for (int r = 0; r < k; r++) {
+            float m = v;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            int wl = __ffs(__ballot_sync(0xffffffffu, v == m)) - 1;
+            if (lane == wl) v = -INFINITY;
+            if (r == 0) best0 = m;
+            sel[r] = wl;
+            w[r] = expf(m - best0);
+            sum += w[r];
+        }
+        for (int r = 0; r < k; r++) w[r] /= sum;
         return;
     }
     int npl = (E + 31) >> 5;

@@ -249,11 +249,20 @@ void cu_device_limits(int *sms, int *smem_optin) {
     cudaGetLastError();
 }
 
-void cu_kernels_init(void) {
+int cu_device_major(void) {
     int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return major;
+}
+
+void cu_kernels_init(void) {
+    int major = cu_device_major();
     const char *pdl = getenv("GPTOSS_CUDA_PDL");
-    if (cudaGetDevice(&dev) == cudaSuccess &&
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess)
+    if (major)
         g_cu_pdl = major < 9 ? 0 : !pdl || !strcmp(pdl, "3") || !strcmp(pdl, "2") ? 2 : !strcmp(pdl, "1") ? 1 : 0;
     /* level 3 (the default on sm_90+): every decode kernel launched with PDL,
      * the successor released after the main loop; 2: released at the start;
@@ -404,36 +413,7 @@ __global__ void k_attention(cu_attn_args a, int nsplit, int split_len) {
             *reinterpret_cast<float4 *>(vs + j * KP + part * 4) = vv;
         }
         __syncthreads();
-        int key = k0 + lane;
-        float sc = -1e30f;
-        if (key < end) {
-            float d = 0.0f;
-            const float4 *kr = reinterpret_cast<const float4 *>(ks + lane * KP);
-            const float4 *q4 = reinterpret_cast<const float4 *>(qw);
-#pragma unroll
-            for (int c = 0; c < HD / 4; c++) {
-                float4 kk = kr[c], qq = q4[c];
-                d = fmaf(kk.x, qq.x, d); d = fmaf(kk.y, qq.y, d);
-                d = fmaf(kk.z, qq.z, d); d = fmaf(kk.w, qq.w, d);
-            }
-            sc = d * scale;
-        }
-        float mnew = fmaxf(m, warp_max(sc));
-        float corr = __expf(m - mnew);
-        float pj = key < end ? __expf(sc - mnew) : 0.0f;
-        l = l * corr + warp_sum(pj);
-        m = mnew;
-#pragma unroll
-        for (int i = 0; i < ND; i++) o[i] *= corr;
-        int nk = min(32, end - k0);
-        for (int j = 0; j < nk; j++) {
-            float pb = __shfl_sync(0xffffffffu, pj, j);
-#pragma unroll
-            for (int i = 0; i < ND; i++) {
-                int d = lane + 32 * i;
-                if (d < HD) o[i] = fmaf(pb, vs[j * KP + d], o[i]);
-            }
-        }
+        attn_round<HD, ND>(ks, vs, KP, qw, end - k0, scale, m, l, o);
     }
     pdl_trigger_end();
     if (nsplit == 1) {
