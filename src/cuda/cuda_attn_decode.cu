@@ -91,14 +91,42 @@ __global__ void __launch_bounds__(256) k_attn_decode_cl(cu_attn_args a) {
 
     const float scale = rsqrtf((float)AD_HD);
     float m = z == 0 ? a.sinks[h] : -1e30f, l = z == 0 ? 1.0f : 0.0f;
-    float o[2] = { 0.0f, 0.0f }; /* dims lane, lane + 32 */
-    for (int k0 = 0; k0 < nk; k0 += 32)
-        attn_round<AD_HD, 2>(ks + k0 * AD_KP, vs + k0 * AD_KP, AD_KP, qs + w * AD_HD, nk - k0, scale, m, l, o);
+    float o0 = 0.0f, o1 = 0.0f; /* dims lane, lane + 32 */
+    const float4 *q4p = reinterpret_cast<const float4 *>(qs + w * AD_HD);
+    for (int k0 = 0; k0 < nk; k0 += 32) {
+        int j = k0 + lane;
+        float sc = -1e30f;
+        if (j < nk) {
+            float d = 0.0f;
+            const float4 *kr = reinterpret_cast<const float4 *>(ks + j * AD_KP);
+#pragma unroll
+            for (int c = 0; c < AD_HD / 4; c++) {
+                float4 kk = kr[c], qq = q4p[c];
+                d = fmaf(kk.x, qq.x, d); d = fmaf(kk.y, qq.y, d);
+                d = fmaf(kk.z, qq.z, d); d = fmaf(kk.w, qq.w, d);
+            }
+            sc = d * scale;
+        }
+        float mnew = fmaxf(m, warp_max(sc));
+        float corr = __expf(m - mnew);
+        float pj = j < nk ? __expf(sc - mnew) : 0.0f;
+        l = l * corr + warp_sum(pj);
+        m = mnew;
+        o0 *= corr;
+        o1 *= corr;
+        int cnt = min(32, nk - k0);
+        for (int jj = 0; jj < cnt; jj++) {
+            float pb = __shfl_sync(0xffffffffu, pj, jj);
+            const float *vr = vs + (k0 + jj) * AD_KP;
+            o0 = fmaf(pb, vr[lane], o0);
+            o1 = fmaf(pb, vr[lane + 32], o1);
+        }
+    }
     if (!c_ad_start) pdl_trigger_end();
     float *pw = ps + w * (AD_HD + 2);
     if (lane == 0) { pw[0] = m; pw[1] = l; }
-    pw[2 + lane] = o[0];
-    pw[2 + lane + 32] = o[1];
+    pw[2 + lane] = o0;
+    pw[2 + lane + 32] = o1;
     cluster_sync();
     if (w % Z == z) { /* merge head w over the Z splits (rank r = split r) */
         float mr = lane < Z ? ld_cluster_f32(pw, (unsigned)lane) : -1e30f;

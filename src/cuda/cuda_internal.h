@@ -317,6 +317,25 @@ int cu_moe_gemm_v4(const uint8_t *gu_blocks, const uint8_t *gu_scales, const flo
                    int T, int k, int E, int H, int I, float limit, float alpha, cudaStream_t s);
 /* ---- end grouped GEMM v2 */
 
+/* The E <= 32 form (the 20b): lane l holds logit l (bias included; -INFINITY
+ * past E), one expert per lane, the same rounds without the 8-slot scans. */
+static __device__ __forceinline__ void cu_warp_topk32(float v, int k, int *sel, float *w) {
+    int lane = threadIdx.x & 31;
+    float best0 = 0.0f, sum = 0.0f;
+    for (int r = 0; r < k; r++) {
+        float m = v;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        int wl = __ffs(__ballot_sync(0xffffffffu, v == m)) - 1;
+        if (lane == wl) v = -INFINITY;
+        if (r == 0) best0 = m;
+        sel[r] = wl;
+        w[r] = expf(m - best0);
+        sum += w[r];
+    }
+    for (int r = 0; r < k; r++) w[r] /= sum;
+}
+
 /* Warp-wide router top-k over logits[0..E) (+ bias), E <= 256: the k best
  * (lowest index on ties), softmax over them. Every lane returns the result.
  * Lane l holds experts l*NPL .. l*NPL+NPL-1 (NPL = ceil(E/32)), so that the
@@ -325,21 +344,8 @@ int cu_moe_gemm_v4(const uint8_t *gu_blocks, const uint8_t *gu_scales, const flo
 static __device__ __forceinline__ void cu_warp_topk(const float *logits, const float *bias, int E,
                                                     int k, int *sel, float *w) {
     int lane = threadIdx.x & 31;
-    if (E <= 32) { /* one expert per lane (the 20b): the same rounds without the 8-slot scans */
-        float v = lane < E ? logits[lane] + (bias ? bias[lane] : 0.0f) : -INFINITY;
-        float best0 = 0.0f, sum = 0.0f;
-        for (int r = 0; r < k; r++) {
-            float m = v;
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-            int wl = __ffs(__ballot_sync(0xffffffffu, v == m)) - 1;
-            if (lane == wl) v = -INFINITY;
-            if (r == 0) best0 = m;
-            sel[r] = wl;
-            w[r] = expf(m - best0);
-            sum += w[r];
-        }
-        for (int r = 0; r < k; r++) w[r] /= sum;
+    if (E <= 32) {
+        cu_warp_topk32(lane < E ? logits[lane] + (bias ? bias[lane] : 0.0f) : -INFINITY, k, sel, w);
         return;
     }
     int npl = (E + 31) >> 5;

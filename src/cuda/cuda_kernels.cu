@@ -413,7 +413,36 @@ __global__ void k_attention(cu_attn_args a, int nsplit, int split_len) {
             *reinterpret_cast<float4 *>(vs + j * KP + part * 4) = vv;
         }
         __syncthreads();
-        attn_round<HD, ND>(ks, vs, KP, qw, end - k0, scale, m, l, o);
+        int key = k0 + lane;
+        float sc = -1e30f;
+        if (key < end) {
+            float d = 0.0f;
+            const float4 *kr = reinterpret_cast<const float4 *>(ks + lane * KP);
+            const float4 *q4 = reinterpret_cast<const float4 *>(qw);
+#pragma unroll
+            for (int c = 0; c < HD / 4; c++) {
+                float4 kk = kr[c], qq = q4[c];
+                d = fmaf(kk.x, qq.x, d); d = fmaf(kk.y, qq.y, d);
+                d = fmaf(kk.z, qq.z, d); d = fmaf(kk.w, qq.w, d);
+            }
+            sc = d * scale;
+        }
+        float mnew = fmaxf(m, warp_max(sc));
+        float corr = __expf(m - mnew);
+        float pj = key < end ? __expf(sc - mnew) : 0.0f;
+        l = l * corr + warp_sum(pj);
+        m = mnew;
+#pragma unroll
+        for (int i = 0; i < ND; i++) o[i] *= corr;
+        int nk = min(32, end - k0);
+        for (int j = 0; j < nk; j++) {
+            float pb = __shfl_sync(0xffffffffu, pj, j);
+#pragma unroll
+            for (int i = 0; i < ND; i++) {
+                int d = lane + 32 * i;
+                if (d < HD) o[i] = fmaf(pb, vs[j * KP + d], o[i]);
+            }
+        }
     }
     pdl_trigger_end();
     if (nsplit == 1) {

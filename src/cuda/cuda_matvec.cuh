@@ -68,46 +68,6 @@ static __device__ __forceinline__ float ld_cluster_f32(const float *local, unsig
 #endif
 }
 
-/* One round of up to 32 keys of decode attention for the calling warp (one
- * query head; q: its HD floats, 16-byte aligned): lane j scores key j (K row
- * ks + j kp, valid for j < nk), then the online softmax state (m, l) and the
- * output dims d = lane + 32 i (o[i], d < HD) take in the round's V rows
- * vs + j kp. Shared by k_attention and k_attn_decode_cl. */
-template <int HD, int ND>
-static __device__ __forceinline__ void attn_round(const float *ks, const float *vs, int kp, const float *q, int nk,
-                                                  float scale, float &m, float &l, float (&o)[ND]) {
-    int lane = threadIdx.x & 31;
-    float sc = -1e30f;
-    if (lane < nk) {
-        float d = 0.0f;
-        const float4 *kr = reinterpret_cast<const float4 *>(ks + lane * kp);
-        const float4 *q4 = reinterpret_cast<const float4 *>(q);
-#pragma unroll
-        for (int c = 0; c < HD / 4; c++) {
-            float4 kk = kr[c], qq = q4[c];
-            d = fmaf(kk.x, qq.x, d); d = fmaf(kk.y, qq.y, d);
-            d = fmaf(kk.z, qq.z, d); d = fmaf(kk.w, qq.w, d);
-        }
-        sc = d * scale;
-    }
-    float mnew = fmaxf(m, warp_max(sc));
-    float corr = __expf(m - mnew);
-    float pj = lane < nk ? __expf(sc - mnew) : 0.0f;
-    l = l * corr + warp_sum(pj);
-    m = mnew;
-#pragma unroll
-    for (int i = 0; i < ND; i++) o[i] *= corr;
-    int cnt = min(32, nk);
-    for (int j = 0; j < cnt; j++) {
-        float pb = __shfl_sync(0xffffffffu, pj, j);
-#pragma unroll
-        for (int i = 0; i < ND; i++) {
-            int d = lane + 32 * i;
-            if (d < HD) o[i] = fmaf(pb, vs[j * kp + d], o[i]);
-        }
-    }
-}
-
 /* Streaming 16-byte load that skips L1 (weights are read once per step).
  * (An L2 evict-first policy on these loads, createpolicy + .L2::cache_hint,
  * measured 2-4 % slower than this plain form in the fifth session.) */

@@ -305,6 +305,20 @@ static __device__ __forceinline__ void v11_body(const uint8_t *bl, const uint8_t
     __syncthreads();
 }
 
+/* gate_up's epilogue: row r of the block sums its NSB partials in
+ * super-block order; gate rows are even, up rows odd (lanes 2i, 2i + 1 of a
+ * warp); out: the block's first activation. */
+static __device__ __forceinline__ void v11_swiglu_out(float *out, const float *part, const float *bpre, int nt,
+                                                      int NSB, float limit, float alpha) {
+    int lane = threadIdx.x & 31;
+    for (int base = threadIdx.x & ~31; base < nt * 16; base += blockDim.x) {
+        int r = base + lane, it = r >> 4, rr = r & 15;
+        float v = r < nt * 16 ? v11_row_sum(part, it, rr, NSB) : 0.0f;
+        float other = __shfl_xor_sync(0xffffffffu, v, 1);
+        if (r < nt * 16 && !(r & 1)) out[r >> 1] = swiglu(v + bpre[r], other + bpre[r + 1], limit, alpha);
+    }
+}
+
 /* grid (bx, T*k), NSB warps; block bx: tiles [bx*TPB, +TPB) of the 2I
  * interleaved gate/up rows of one token/expert pair. Shared memory: limbs
  * [NB][192], part [TPB][NSB][16], biases [16 TPB]. */
@@ -320,22 +334,14 @@ __global__ void __launch_bounds__(736, 1) k_moe_gate_up_v11(
     unsigned char *limbs = v11_smem;
     float *part = reinterpret_cast<float *>(v11_smem + v11_align16((size_t)NB * V11_LIMB_BYTES)); /* [nt][NSB][16] */
     float *bpre = part + (size_t)TPB * NSB * 16;
-    int pair_idx = blockIdx.y, tok = pair_idx / k, jsel = pair_idx % k, lane = threadIdx.x & 31;
+    int pair_idx = blockIdx.y, tok = pair_idx / k, jsel = pair_idx % k;
     pdl_trigger();
     pdl_wait(); /* router logits / selection and h come from the predecessor */
     float4 x4 = v11_x4(h + (size_t)tok * H, NB); /* in flight while the expert is picked */
     int e = moe_pair_expert(logits, E, k, tok, jsel, sel_e, sel_w);
     v11_body(blocks + (size_t)e * N * NB * 16, scales + (size_t)e * N * NB, tile0 * 16, nt,
              bias + (size_t)e * N + tile0 * 16, x4, limbs, part, bpre, NB, NSB);
-    /* row r of the block: its NSB partials in super-block order; gate rows
-     * are even, up rows odd (lanes 2i, 2i + 1 of a warp) */
-    float *out = act + (size_t)pair_idx * I + tile0 * 8;
-    for (int base = threadIdx.x & ~31; base < nt * 16; base += blockDim.x) {
-        int r = base + lane, it = r >> 4, rr = r & 15;
-        float v = r < nt * 16 ? v11_row_sum(part, it, rr, NSB) : 0.0f;
-        float other = __shfl_xor_sync(0xffffffffu, v, 1);
-        if (r < nt * 16 && !(r & 1)) out[r >> 1] = swiglu(v + bpre[r], other + bpre[r + 1], limit, alpha);
-    }
+    v11_swiglu_out(act + (size_t)pair_idx * I + tile0 * 8, part, bpre, nt, NSB, limit, alpha);
 }
 
 /* grid (bx, T*k), NSB warps; block bx: output tiles [bx*TPB, +TPB) of the
@@ -377,13 +383,11 @@ __global__ void __launch_bounds__(736, 1) k_moe_down_v11(
     const float *wt = sel_w + (size_t)tok * k;
     if (CL) {
         for (int r = threadIdx.x; r < nr; r += blockDim.x) ys[r] = v11_row_sum(part, r >> 4, r & 15, NSB) + bpre[r];
-        float w[CU_MAX_TOPK];
-        for (int j = 0; j < k; j++) w[j] = __ldg(wt + j);
         cluster_sync();
         int j0 = pair_idx % k; /* = the block's cluster rank: clusters are (1, k) */
         for (int r = j0 + k * (int)threadIdx.x; r < nr; r += k * blockDim.x) {
             float total = 0.0f;
-            for (int j = 0; j < k; j++) total += w[j] * ld_cluster_f32(ys + r, (unsigned)j);
+            for (int j = 0; j < k; j++) total += __ldg(wt + j) * ld_cluster_f32(ys + r, (unsigned)j);
             x[(size_t)tok * H + r0 + r] += total;
         }
         cluster_sync();
